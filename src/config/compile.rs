@@ -1,0 +1,419 @@
+//! File model → runtime model: routers, clusters, settings with their defaults filled in.
+//!
+//! Runs after `validate`, so most conversions cannot fail here; those that still can (the router's
+//! own conflict checks) are reported with the same file:line:col as every other config error.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue, Method};
+use ipnet::IpNet;
+
+use super::file::{
+    FileConfig, FileHostHeader, FileLoadBalancing, FileLogFormat, FileProtocol, FileUpstream,
+    FileUpstreamProtocol, FileValueMatch,
+};
+use super::{ConfigError, ConfigErrors, LoadedFile};
+use crate::observe::access_log::LogFormat;
+use crate::router::{PathPattern, Rewrite, RouteSpec, Router, ValueCondition};
+use crate::runtime::{GatewayConfig, Limits, ListenerSettings, Route, Runtime, ServerSettings};
+use crate::upstream::balance::Balancer;
+use crate::upstream::client::{ConnectionPool, PoolSettings};
+use crate::upstream::cluster::{
+    HashKey, HostHeader, Target, UpstreamCluster, UpstreamProtocol, UpstreamTimeouts,
+};
+
+/// Defaults for keys a user may leave out; written once, documented in the README.
+mod defaults {
+    pub const MAX_HEADER_BYTES: u64 = 32 * 1024;
+    pub const MAX_URI_BYTES: u64 = 8 * 1024;
+    pub const MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+    pub const HEADER_READ_TIMEOUT_SECS: u64 = 10;
+    pub const IDLE_TIMEOUT_SECS: u64 = 60;
+    pub const MAX_CONNECTIONS: usize = 20_000;
+    pub const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+    pub const SHUTDOWN_GRACE_SECS: u64 = 30;
+    pub const CONNECT_TIMEOUT_SECS: u64 = 1;
+    pub const REQUEST_TIMEOUT_SECS: u64 = 15;
+    pub const UPSTREAM_IDLE_SECS: u64 = 60;
+    pub const MAX_IDLE_PER_TARGET: usize = 64;
+    pub const MAX_CONNECTIONS_PER_TARGET: usize = 1024;
+    pub const VIA_NAME: &str = "gantry";
+    pub const REQUEST_ID_HEADER: &str = "x-request-id";
+}
+
+/// Reads, parses, validates and compiles a config file.
+pub fn load_file(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
+    let loaded = super::parse_file(path)?;
+    super::validate(&loaded)?;
+    compile(&loaded)
+}
+
+/// Parses, validates and compiles config text, with `${VAR}` from the process environment.
+pub fn load_str(name: &str, text: &str) -> Result<GatewayConfig, ConfigErrors> {
+    load_str_with_env(name, text, &|var| std::env::var(var).ok())
+}
+
+/// Parses, validates and compiles config text, with `${VAR}` from `env`.
+pub fn load_str_with_env(
+    name: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<GatewayConfig, ConfigErrors> {
+    let loaded = super::parse_str(name, text, env)?;
+    super::validate(&loaded)?;
+    compile(&loaded)
+}
+
+/// Turns a validated file into the runtime model.
+pub fn compile(loaded: &LoadedFile) -> Result<GatewayConfig, ConfigErrors> {
+    let file = &loaded.config;
+    let mut errors = Vec::new();
+    let server = server_settings(loaded, &mut errors);
+    let listeners = listener_settings(loaded, &mut errors);
+    let upstreams: BTreeMap<String, Arc<UpstreamCluster>> = file
+        .upstreams
+        .iter()
+        .map(|(name, upstream)| {
+            let cluster = cluster(loaded, name, upstream, &server, &mut errors);
+            (name.clone(), Arc::new(cluster))
+        })
+        .collect();
+    let router = route_table(loaded, &upstreams, &mut errors);
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    let Some(router) = router else {
+        return Err(ConfigErrors(errors));
+    };
+    let access_log = match file.observability.access_log.format {
+        FileLogFormat::Off => None,
+        FileLogFormat::Json => Some((
+            LogFormat::Json,
+            file.observability.access_log.output.clone(),
+        )),
+        FileLogFormat::Common => Some((
+            LogFormat::Common,
+            file.observability.access_log.output.clone(),
+        )),
+    };
+    Ok(GatewayConfig {
+        source: loaded.name.clone(),
+        listeners,
+        access_log,
+        worker_threads: file.server.worker_threads,
+        runtime: Arc::new(Runtime {
+            router,
+            upstreams,
+            server,
+        }),
+    })
+}
+
+fn server_settings(loaded: &LoadedFile, errors: &mut Vec<ConfigError>) -> ServerSettings {
+    let server = &loaded.config.server;
+    let limits = &server.limits;
+    let trusted_proxies = server
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, text)| match parse_cidr(text) {
+            Some(net) => Some(net),
+            None => {
+                errors.push(loaded.error(
+                    format!("server.trusted_proxies[{i}]"),
+                    format!("{text:?} is not an IP address or CIDR"),
+                ));
+                None
+            }
+        })
+        .collect();
+    let request_id_header = server
+        .request_id_header
+        .as_deref()
+        .unwrap_or(defaults::REQUEST_ID_HEADER);
+    let request_id_header =
+        HeaderName::from_bytes(request_id_header.as_bytes()).unwrap_or_else(|_| {
+            errors.push(loaded.error("server.request_id_header", "not a valid header name"));
+            HeaderName::from_static(defaults::REQUEST_ID_HEADER)
+        });
+    let via_name = server
+        .via_name
+        .clone()
+        .unwrap_or_else(|| defaults::VIA_NAME.to_owned());
+    let via_entry = HeaderValue::from_str(&format!("1.1 {via_name}")).unwrap_or_else(|_| {
+        errors.push(loaded.error("server.via_name", "not a valid Via pseudonym"));
+        HeaderValue::from_static("1.1 gantry")
+    });
+    ServerSettings {
+        trusted_proxies,
+        request_id_header,
+        shutdown_grace: server
+            .shutdown_grace
+            .map_or(Duration::from_secs(defaults::SHUTDOWN_GRACE_SECS), |d| d.0),
+        limits: Limits {
+            max_header_bytes: limits
+                .max_header_bytes
+                .map_or(defaults::MAX_HEADER_BYTES, |s| s.0),
+            max_uri_bytes: limits
+                .max_uri_bytes
+                .map_or(defaults::MAX_URI_BYTES, |s| s.0),
+            max_body_bytes: limits
+                .max_body_bytes
+                .map_or(defaults::MAX_BODY_BYTES, |s| s.0),
+            header_read_timeout: limits.header_read_timeout.map_or(
+                Duration::from_secs(defaults::HEADER_READ_TIMEOUT_SECS),
+                |d| d.0,
+            ),
+            idle_timeout: limits
+                .idle_timeout
+                .map_or(Duration::from_secs(defaults::IDLE_TIMEOUT_SECS), |d| d.0),
+            max_connections: limits.max_connections.unwrap_or(defaults::MAX_CONNECTIONS),
+            h2_max_concurrent_streams: limits
+                .h2_max_concurrent_streams
+                .unwrap_or(defaults::H2_MAX_CONCURRENT_STREAMS),
+        },
+        via_entry,
+        via_name,
+    }
+}
+
+fn parse_cidr(text: &str) -> Option<IpNet> {
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+fn listener_settings(loaded: &LoadedFile, errors: &mut Vec<ConfigError>) -> Vec<ListenerSettings> {
+    loaded
+        .config
+        .listeners
+        .iter()
+        .enumerate()
+        .filter_map(|(i, listener)| {
+            let Ok(address) = listener.address.parse::<SocketAddr>() else {
+                errors.push(loaded.error(
+                    format!("listeners[{i}].address"),
+                    format!("{:?} is not IP:PORT", listener.address),
+                ));
+                return None;
+            };
+            Some(ListenerSettings {
+                name: Arc::from(listener.name.as_str()),
+                address,
+                http1: listener.protocols.contains(&FileProtocol::Http1),
+                h2c: listener.protocols.contains(&FileProtocol::H2c),
+            })
+        })
+        .collect()
+}
+
+fn cluster(
+    loaded: &LoadedFile,
+    name: &str,
+    upstream: &FileUpstream,
+    server: &ServerSettings,
+    errors: &mut Vec<ConfigError>,
+) -> UpstreamCluster {
+    let timeouts = &upstream.timeouts;
+    let request = timeouts
+        .request
+        .map_or(Duration::from_secs(defaults::REQUEST_TIMEOUT_SECS), |d| d.0);
+    let timeouts = UpstreamTimeouts {
+        connect: timeouts
+            .connect
+            .map_or(Duration::from_secs(defaults::CONNECT_TIMEOUT_SECS), |d| d.0),
+        request,
+        per_try: timeouts.per_try.map_or(request, |d| d.0),
+        idle: timeouts
+            .idle
+            .map_or(Duration::from_secs(defaults::UPSTREAM_IDLE_SECS), |d| d.0),
+    };
+    let protocol = match upstream.protocol {
+        FileUpstreamProtocol::Http1 => UpstreamProtocol::Http1,
+        FileUpstreamProtocol::H2 | FileUpstreamProtocol::Grpc => UpstreamProtocol::Http2,
+    };
+    let pool = PoolSettings {
+        max_idle: upstream
+            .pool
+            .max_idle_per_target
+            .unwrap_or(defaults::MAX_IDLE_PER_TARGET),
+        max_open: upstream
+            .pool
+            .max_connections_per_target
+            .unwrap_or(defaults::MAX_CONNECTIONS_PER_TARGET),
+        idle_timeout: timeouts.idle,
+        connect_timeout: timeouts.connect,
+        max_response_head: usize::try_from(server.limits.max_header_bytes).unwrap_or(usize::MAX),
+        http2: protocol == UpstreamProtocol::Http2,
+    };
+    let targets = upstream
+        .targets
+        .iter()
+        .enumerate()
+        .filter_map(|(i, target)| {
+            let authority = target
+                .url
+                .parse::<http::Uri>()
+                .ok()
+                .and_then(|uri| uri.authority().map(|a| a.as_str().to_owned()));
+            let Some(authority) = authority else {
+                errors.push(loaded.error(
+                    format!("upstreams.{name}.targets[{i}].url"),
+                    "expected http://HOST:PORT",
+                ));
+                return None;
+            };
+            let authority_header = HeaderValue::from_str(&authority).ok()?;
+            Some(Arc::new(Target {
+                pool: ConnectionPool::new(authority.clone(), pool.clone()),
+                authority,
+                authority_header,
+                weight: target.weight.max(1),
+                in_flight: AtomicUsize::new(0),
+            }))
+        })
+        .collect();
+    let (balancer, hash_key) = match &upstream.load_balancing {
+        FileLoadBalancing::RoundRobin => (Balancer::RoundRobin(AtomicUsize::new(0)), HashKey::None),
+        FileLoadBalancing::WeightedRoundRobin => (
+            Balancer::WeightedRoundRobin(Mutex::new(Vec::new())),
+            HashKey::None,
+        ),
+        FileLoadBalancing::LeastRequest => (Balancer::LeastRequest, HashKey::None),
+        FileLoadBalancing::Random => (Balancer::Random, HashKey::None),
+        FileLoadBalancing::ConsistentHash(key) => {
+            let hash_key = if let Some(header) = &key.header {
+                HeaderName::from_bytes(header.as_bytes()).map_or(HashKey::None, HashKey::Header)
+            } else if let Some(cookie) = &key.cookie {
+                HashKey::Cookie(cookie.clone())
+            } else {
+                HashKey::ClientIp
+            };
+            (Balancer::ConsistentHash(AtomicUsize::new(0)), hash_key)
+        }
+    };
+    UpstreamCluster {
+        name: Arc::from(name),
+        targets,
+        balancer,
+        hash_key,
+        protocol,
+        timeouts,
+        host_header: match upstream.host_header {
+            FileHostHeader::Preserve => HostHeader::Preserve,
+            FileHostHeader::Target => HostHeader::Target,
+        },
+    }
+}
+
+fn route_table(
+    loaded: &LoadedFile,
+    upstreams: &BTreeMap<String, Arc<UpstreamCluster>>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Router<Arc<Route>>> {
+    let file: &FileConfig = &loaded.config;
+    let mut specs = Vec::with_capacity(file.routes.len());
+    for (i, route) in file.routes.iter().enumerate() {
+        let at = |key: &str| format!("routes[{i}].{key}");
+        let Some(upstream) = route.upstream.as_ref().and_then(|name| upstreams.get(name)) else {
+            errors.push(loaded.error(at("upstream"), "a route needs a known upstream"));
+            continue;
+        };
+        let m = &route.matcher;
+        let path = match (&m.path, &m.path_prefix) {
+            (Some(path), None) => PathPattern::Template(path.clone()),
+            (None, Some(prefix)) => PathPattern::Prefix(prefix.clone()),
+            _ => {
+                errors.push(loaded.error(at("match"), "needs exactly one of path and path_prefix"));
+                continue;
+            }
+        };
+        let rewrite = match &route.rewrite {
+            None => None,
+            Some(rewrite) => match (&rewrite.path, &rewrite.strip_prefix) {
+                (Some(template), None) => match Rewrite::template(template) {
+                    Ok(rewrite) => Some(rewrite),
+                    Err(err) => {
+                        errors.push(loaded.error(at("rewrite.path"), err.to_string()));
+                        continue;
+                    }
+                },
+                (None, Some(prefix)) => Some(Rewrite::strip_prefix(prefix)),
+                _ => {
+                    errors.push(
+                        loaded.error(at("rewrite"), "needs exactly one of path and strip_prefix"),
+                    );
+                    continue;
+                }
+            },
+        };
+        let methods: Vec<Method> = m
+            .methods
+            .iter()
+            .filter_map(|method| Method::from_bytes(method.as_bytes()).ok())
+            .collect();
+        let headers = m
+            .headers
+            .iter()
+            .filter_map(|(name, condition)| {
+                let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
+                Some((name, value_condition(condition)))
+            })
+            .collect();
+        let query = m
+            .query
+            .iter()
+            .map(|(name, condition)| (name.clone(), value_condition(condition)))
+            .collect();
+        specs.push(RouteSpec {
+            hosts: m.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            path,
+            methods,
+            headers,
+            query,
+            value: Arc::new(Route {
+                name: Arc::from(route.name.as_str()),
+                upstream: Arc::clone(upstream),
+                rewrite,
+                websocket: route.websocket,
+            }),
+        });
+    }
+    // Route indices in build errors refer to `specs`; map them back through the route names.
+    let names: Vec<Arc<str>> = specs.iter().map(|s| Arc::clone(&s.value.name)).collect();
+    match Router::build(specs) {
+        Ok(router) => Some(router),
+        Err(build_errors) => {
+            for err in build_errors {
+                let index = names
+                    .get(err.route_index)
+                    .and_then(|name| file.routes.iter().position(|r| *r.name == **name))
+                    .unwrap_or(err.route_index);
+                let key = if file
+                    .routes
+                    .get(index)
+                    .is_some_and(|r| r.matcher.path.is_some())
+                {
+                    "match.path"
+                } else {
+                    "match.path_prefix"
+                };
+                errors.push(loaded.error(format!("routes[{index}].{key}"), err.message));
+            }
+            None
+        }
+    }
+}
+
+fn value_condition(condition: &FileValueMatch) -> ValueCondition {
+    match condition {
+        FileValueMatch::Exact(value) => ValueCondition::Equals(value.clone()),
+        FileValueMatch::Presence(p) if p.present => ValueCondition::Present,
+        FileValueMatch::Presence(_) => ValueCondition::Absent,
+    }
+}

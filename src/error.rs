@@ -1,0 +1,354 @@
+//! Every answer Gantry decides itself: one error enum, turned into a response in exactly one place.
+//!
+//! Inner code returns `GatewayError` with `?`; the edge (`pipeline::edge`) logs it once and calls
+//! [`GatewayError::into_response`]. HTTP clients get `application/problem+json`; gRPC clients
+//! (`content-type: application/grpc*`) get a trailers-only response with the matching `grpc-status`.
+//! 4xx bodies explain the caller's mistake; 5xx bodies name what failed in config terms (route,
+//! upstream) but never addresses or raw causes.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::router::PathError;
+
+/// Where an error came from: decides the status class and whether the connection is suspect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorOrigin {
+    /// The client sent something wrong (4xx).
+    Client,
+    /// The upstream failed or misbehaved (502/503/504).
+    Upstream,
+    /// Gantry itself failed (500).
+    Gateway,
+}
+
+/// Everything that can stop Gantry from forwarding a request, or end it early.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// HTTP/1.1 request without a Host header.
+    #[error("the request has no Host header")]
+    MissingHost,
+    /// More than one Host header.
+    #[error("the request has more than one Host header")]
+    DuplicateHost,
+    /// HTTP/2 Host header disagreeing with `:authority`, or an unparsable host.
+    #[error("Host {host:?} does not match the request authority")]
+    HostMismatch {
+        /// The Host header value.
+        host: String,
+    },
+    /// Host header value that is not a valid authority.
+    #[error("invalid Host header")]
+    InvalidHost,
+    /// A path that cannot be normalised (escapes root, bad escape, control character).
+    #[error("invalid request path: {0}")]
+    BadPath(#[from] PathError),
+    /// The request body was malformed (e.g. a bad chunk) or ended early.
+    #[error("the request body could not be read: {reason}")]
+    BadRequestBody {
+        /// What went wrong, from the HTTP layer.
+        reason: String,
+    },
+    /// The client stopped sending its body for longer than the idle timeout.
+    #[error("the request body stalled for {after:?}")]
+    RequestBodyTimeout {
+        /// The idle timeout.
+        after: Duration,
+    },
+    /// No route matches host and path.
+    #[error("no route for {method} {path}")]
+    NoRoute {
+        /// The request method.
+        method: http::Method,
+        /// The normalised path.
+        path: String,
+    },
+    /// A route matches the path but not the method.
+    #[error("method {method} is not allowed here; allowed: {allow}")]
+    MethodNotAllowed {
+        /// The request method.
+        method: http::Method,
+        /// The `Allow` header value.
+        allow: String,
+    },
+    /// Body larger than the limit (from Content-Length or while streaming).
+    #[error("the request body exceeds the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// Request target longer than the limit.
+    #[error("the request URI exceeds the limit of {limit} bytes")]
+    UriTooLong {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// Request headers larger than the limit.
+    #[error("the request headers exceed the limit of {limit} bytes")]
+    HeadersTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The request already passed through this gateway (`Via` carries our entry).
+    #[error("the request already passed through this gateway (Via loop)")]
+    LoopDetected,
+    /// TCP connect to the chosen target failed.
+    #[error("upstream {upstream} could not be reached")]
+    UpstreamConnect {
+        /// Upstream cluster name.
+        upstream: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The upstream reset or closed the connection, or sent an invalid response.
+    #[error("upstream {upstream} failed: {kind}")]
+    UpstreamFailed {
+        /// Upstream cluster name.
+        upstream: String,
+        /// A short description safe for clients.
+        kind: &'static str,
+        /// The HTTP error.
+        #[source]
+        source: Option<hyper::Error>,
+    },
+    /// The upstream did not send response headers in time.
+    #[error("upstream {upstream} did not answer within {after:?}")]
+    UpstreamTimeout {
+        /// Upstream cluster name.
+        upstream: String,
+        /// The timeout that expired.
+        after: Duration,
+    },
+    /// Connect to the upstream took too long.
+    #[error("upstream {upstream} could not be reached within {after:?}")]
+    ConnectTimeout {
+        /// Upstream cluster name.
+        upstream: String,
+        /// The connect timeout.
+        after: Duration,
+    },
+    /// The upstream has no target to send to.
+    #[error("upstream {upstream} has no available target")]
+    NoTarget {
+        /// Upstream cluster name.
+        upstream: String,
+    },
+    /// The client went away before the response was ready (logged as 499, never sent).
+    #[error("the client closed the connection")]
+    ClientClosed,
+    /// A bug: a panic caught at the edge.
+    #[error("internal error")]
+    Internal,
+}
+
+impl GatewayError {
+    /// HTTP status of the answer.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingHost
+            | Self::DuplicateHost
+            | Self::HostMismatch { .. }
+            | Self::InvalidHost
+            | Self::BadPath(_)
+            | Self::BadRequestBody { .. } => StatusCode::BAD_REQUEST,
+            Self::RequestBodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::NoRoute { .. } => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::LoopDetected => StatusCode::LOOP_DETECTED,
+            Self::UpstreamConnect { .. } | Self::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout { .. } | Self::ConnectTimeout { .. } => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            Self::NoTarget { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            // 499 is nginx's "client closed request"; it only ever reaches the access log.
+            Self::ClientClosed => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable slug for the problem `type` (`urn:gantry:problem:<slug>`) and for logs.
+    pub fn slug(&self) -> &'static str {
+        match self {
+            Self::MissingHost => "missing-host",
+            Self::DuplicateHost => "duplicate-host",
+            Self::HostMismatch { .. } => "host-mismatch",
+            Self::InvalidHost => "invalid-host",
+            Self::BadPath(_) => "invalid-path",
+            Self::BadRequestBody { .. } => "invalid-body",
+            Self::RequestBodyTimeout { .. } => "request-body-timeout",
+            Self::NoRoute { .. } => "no-route",
+            Self::MethodNotAllowed { .. } => "method-not-allowed",
+            Self::PayloadTooLarge { .. } => "payload-too-large",
+            Self::UriTooLong { .. } => "uri-too-long",
+            Self::HeadersTooLarge { .. } => "headers-too-large",
+            Self::LoopDetected => "loop-detected",
+            Self::UpstreamConnect { .. } => "upstream-unreachable",
+            Self::UpstreamFailed { .. } => "upstream-failed",
+            Self::UpstreamTimeout { .. } => "upstream-timeout",
+            Self::ConnectTimeout { .. } => "upstream-connect-timeout",
+            Self::NoTarget { .. } => "no-target",
+            Self::ClientClosed => "client-closed",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// Which side caused it.
+    pub fn origin(&self) -> ErrorOrigin {
+        match self {
+            Self::MissingHost
+            | Self::DuplicateHost
+            | Self::HostMismatch { .. }
+            | Self::InvalidHost
+            | Self::BadPath(_)
+            | Self::BadRequestBody { .. }
+            | Self::RequestBodyTimeout { .. }
+            | Self::NoRoute { .. }
+            | Self::MethodNotAllowed { .. }
+            | Self::PayloadTooLarge { .. }
+            | Self::UriTooLong { .. }
+            | Self::HeadersTooLarge { .. }
+            | Self::LoopDetected
+            | Self::ClientClosed => ErrorOrigin::Client,
+            Self::UpstreamConnect { .. }
+            | Self::UpstreamFailed { .. }
+            | Self::UpstreamTimeout { .. }
+            | Self::ConnectTimeout { .. }
+            | Self::NoTarget { .. } => ErrorOrigin::Upstream,
+            Self::Internal => ErrorOrigin::Gateway,
+        }
+    }
+
+    /// Whether the client connection should be closed after this answer (its framing is suspect).
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            Self::BadRequestBody { .. }
+                | Self::RequestBodyTimeout { .. }
+                | Self::PayloadTooLarge { .. }
+                | Self::Internal
+        )
+    }
+
+    /// gRPC status code for gRPC clients.
+    pub fn grpc_status(&self) -> u8 {
+        match self.status().as_u16() {
+            400 => 3,             // INVALID_ARGUMENT
+            408 => 4,             // DEADLINE_EXCEEDED
+            404 | 405 => 12,      // UNIMPLEMENTED
+            413 | 414 | 431 => 8, // RESOURCE_EXHAUSTED
+            429 => 8,             // RESOURCE_EXHAUSTED
+            499 => 1,             // CANCELLED
+            502 | 503 => 14,      // UNAVAILABLE
+            504 => 4,             // DEADLINE_EXCEEDED
+            _ => 13,              // INTERNAL
+        }
+    }
+
+    /// Human detail for the body: the error's own text for 4xx; for 5xx, the same text, which
+    /// names only config terms (never addresses or causes).
+    fn detail(&self) -> String {
+        self.to_string()
+    }
+
+    /// The one place an error becomes a response. `instance` is the request path without query.
+    pub fn into_response(self, instance: &str, request_id: &str, grpc: bool) -> Response<Bytes> {
+        let status = self.status();
+        let mut rsp = if grpc {
+            grpc_trailers_only(self.grpc_status(), &self.detail())
+        } else {
+            let body = serde_json::json!({
+                "type": format!("urn:gantry:problem:{}", self.slug()),
+                "title": status.canonical_reason().unwrap_or("Error"),
+                "status": status.as_u16(),
+                "detail": self.detail(),
+                "instance": instance,
+                "request_id": request_id,
+            });
+            let mut rsp = Response::new(Bytes::from(body.to_string()));
+            *rsp.status_mut() = status;
+            rsp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/problem+json"),
+            );
+            rsp
+        };
+        if let Self::MethodNotAllowed { allow, .. } = &self
+            && let Ok(value) = HeaderValue::from_str(allow)
+        {
+            rsp.headers_mut().insert(header::ALLOW, value);
+        }
+        if self.closes_connection() {
+            rsp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        rsp
+    }
+}
+
+/// A gRPC trailers-only response: HTTP 200 with `grpc-status`/`grpc-message` in the headers.
+fn grpc_trailers_only(code: u8, message: &str) -> Response<Bytes> {
+    let mut rsp = Response::new(Bytes::new());
+    let headers = rsp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert("grpc-status", HeaderValue::from(u16::from(code)));
+    if let Ok(value) = HeaderValue::from_str(&percent_encode_grpc_message(message)) {
+        headers.insert("grpc-message", value);
+    }
+    rsp
+}
+
+/// `grpc-message` is percent-encoded outside printable ASCII (gRPC over HTTP/2 spec).
+fn percent_encode_grpc_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for byte in message.bytes() {
+        if (0x20..=0x7e).contains(&byte) && byte != b'%' {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problem_json_has_the_fixed_shape() {
+        let rsp = GatewayError::MethodNotAllowed {
+            method: http::Method::POST,
+            allow: "GET, HEAD".into(),
+        }
+        .into_response("/v1/users/7", "req-1", false);
+        assert_eq!(rsp.status(), 405);
+        assert_eq!(rsp.headers()[header::ALLOW], "GET, HEAD");
+        let body: serde_json::Value = serde_json::from_slice(rsp.body()).unwrap();
+        assert_eq!(body["type"], "urn:gantry:problem:method-not-allowed");
+        assert_eq!(body["title"], "Method Not Allowed");
+        assert_eq!(body["status"], 405);
+        assert_eq!(body["instance"], "/v1/users/7");
+        assert_eq!(body["request_id"], "req-1");
+    }
+
+    #[test]
+    fn grpc_clients_get_trailers_only() {
+        let rsp = GatewayError::UpstreamTimeout {
+            upstream: "users".into(),
+            after: Duration::from_secs(1),
+        }
+        .into_response("/x", "r", true);
+        assert_eq!(rsp.status(), 200);
+        assert_eq!(rsp.headers()["grpc-status"], "4");
+        assert!(rsp.body().is_empty());
+    }
+}

@@ -1,0 +1,3 @@
+//! Access logs (and later metrics and traces).
+
+pub mod access_log;

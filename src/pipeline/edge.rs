@@ -1,0 +1,305 @@
+//! The edge: what every request passes through, in this fixed order.
+//!
+//! ```text
+//! catch panic ─► request id ─► access record ─► limits (414, 431) ─► Host checks (400)
+//! ─► Via loop (508) ─► client IP (trusted proxies) ─► path normalisation (400)
+//! ─► route lookup (404 / 405) ─► body limit from Content-Length (413)
+//! ─► strip spoofable headers, set X-Forwarded-*, Via, request id ─► rewrite ─► forward
+//! ```
+//!
+//! Errors travel as [`GatewayError`] and become a response exactly once, here, after being logged.
+//! The runtime snapshot is loaded once per request and kept to the end, so a reload never changes
+//! a request mid-flight.
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use futures_util::FutureExt;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response, Version};
+use hyper::body::Incoming;
+
+use super::headers::{
+    client_ip, is_trusted, is_websocket_upgrade, set_forwarding_headers, strip_gantry_headers,
+    via_has_loop,
+};
+use crate::error::GatewayError;
+use crate::handler::body::ResponseBody;
+use crate::handler::forward::{ForwardRequest, forward};
+use crate::observe::access_log::{AccessLog, AccessRecord, redact_path_and_query};
+use crate::router::{Lookup, RequestView, normalize_path};
+use crate::runtime::Runtime;
+
+/// What the edge shares across all connections of all listeners.
+pub struct EdgeState {
+    /// The current config snapshot; swapped whole on reload.
+    pub runtime: ArcSwap<Runtime>,
+    /// The access log, when on.
+    pub access_log: Option<Arc<AccessLog>>,
+}
+
+/// Handles one request; never fails (errors become responses).
+pub async fn handle(
+    state: Arc<EdgeState>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let runtime = state.runtime.load_full();
+    let settings = &runtime.server;
+    let request_id = request_id(req.headers(), &settings.request_id_header);
+    let client = client_ip(peer.ip(), req.headers(), &settings.trusted_proxies);
+    let grpc = is_grpc(req.headers());
+    let uri = req.uri().clone();
+    let mut record = AccessRecord::new(
+        state.access_log.clone(),
+        client,
+        req.method().clone(),
+        req.version(),
+    );
+    if record.is_enabled() {
+        record.request_id = request_id.to_str().unwrap_or("").to_owned();
+        record.path = redact_path_and_query(uri.path(), uri.query());
+    }
+
+    let routed = AssertUnwindSafe(route_and_forward(
+        &runtime,
+        peer,
+        req,
+        &request_id,
+        &mut record,
+    ))
+    .catch_unwind()
+    .await
+    .unwrap_or_else(|_| {
+        tracing::error!(request_id = %request_id.to_str().unwrap_or(""), "panic while handling a request");
+        Err(GatewayError::Internal)
+    });
+
+    let mut response = match routed {
+        Ok(response) => {
+            record.error = None;
+            response
+        }
+        Err(err) => {
+            record.error = Some(err.slug());
+            log_error(&err, &request_id);
+            let id = request_id.to_str().unwrap_or("");
+            err.into_response(uri.path(), id, grpc)
+                .map(ResponseBody::full)
+        }
+    };
+    record.status = response.status().as_u16();
+    response
+        .headers_mut()
+        .insert(settings.request_id_header.clone(), request_id);
+    Ok(response.map(|body| body.with_record(record)))
+}
+
+/// Everything between the edge checks and the handler; errors bubble up with `?`.
+async fn route_and_forward(
+    runtime: &Runtime,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+    request_id: &HeaderValue,
+    record: &mut AccessRecord,
+) -> Result<Response<ResponseBody>, GatewayError> {
+    let settings = &runtime.server;
+    let limits = &settings.limits;
+    check_head_limits(&req, limits.max_uri_bytes, limits.max_header_bytes)?;
+    let host = request_host(&req)?;
+    if via_has_loop(req.headers(), &settings.via_name) {
+        return Err(GatewayError::LoopDetected);
+    }
+    let path = normalize_path(req.uri().path())?;
+    let routing_host = routing_host(host.as_ref())?;
+    let lookup = runtime.router.lookup(&RequestView {
+        host: &routing_host,
+        path: &path,
+        method: req.method(),
+        headers: req.headers(),
+        query: req.uri().query(),
+    });
+    let (route, params) = match lookup {
+        Lookup::Matched { value, params } => (value, params),
+        Lookup::MethodNotAllowed { allow } => {
+            return Err(GatewayError::MethodNotAllowed {
+                method: req.method().clone(),
+                allow,
+            });
+        }
+        Lookup::NotFound => {
+            return Err(GatewayError::NoRoute {
+                method: req.method().clone(),
+                path: path.into_owned(),
+            });
+        }
+    };
+    record.route = Some(route.name.clone());
+    if let Some(length) = content_length(req.headers())
+        && length > limits.max_body_bytes
+    {
+        return Err(GatewayError::PayloadTooLarge {
+            limit: limits.max_body_bytes,
+        });
+    }
+
+    let mut path_and_query = match &route.rewrite {
+        Some(rewrite) => rewrite.apply(&path, &params),
+        None => path.into_owned(),
+    };
+    if let Some(query) = req.uri().query() {
+        path_and_query.push('?');
+        path_and_query.push_str(query);
+    }
+    let client_upgrade = (route.websocket && is_websocket_upgrade(req.headers()))
+        .then(|| hyper::upgrade::on(&mut req));
+
+    let client = record.client_ip;
+    let (mut parts, body) = req.into_parts();
+    let headers = &mut parts.headers;
+    strip_gantry_headers(headers);
+    let trusted_peer = is_trusted(peer.ip(), &settings.trusted_proxies);
+    set_forwarding_headers(headers, peer.ip(), client, host.as_ref(), trusted_peer);
+    headers.append(header::VIA, settings.via_entry.clone());
+    headers.insert(settings.request_id_header.clone(), request_id.clone());
+
+    let response = forward(
+        route,
+        ForwardRequest {
+            parts,
+            body,
+            path_and_query,
+            host,
+            client_ip: client,
+            client_upgrade,
+        },
+        settings,
+        record,
+    )
+    .await?;
+    Ok(response)
+}
+
+/// 414 when the request target is too long; 431 when the headers are.
+fn check_head_limits(
+    req: &Request<Incoming>,
+    max_uri: u64,
+    max_headers: u64,
+) -> Result<(), GatewayError> {
+    let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len())
+        + req.uri().authority().map_or(0, |a| a.as_str().len());
+    if uri_len as u64 > max_uri {
+        return Err(GatewayError::UriTooLong { limit: max_uri });
+    }
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if header_bytes as u64 > max_headers {
+        return Err(GatewayError::HeadersTooLarge { limit: max_headers });
+    }
+    Ok(())
+}
+
+/// The authority the client addressed. HTTP/1.1 needs exactly one Host; an absolute-form target
+/// overrides Host (RFC 9112 §3.2.2); on HTTP/2 a Host header must agree with `:authority`.
+fn request_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, GatewayError> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err(GatewayError::DuplicateHost);
+    }
+    let authority = req.uri().authority();
+    match req.version() {
+        Version::HTTP_2 | Version::HTTP_3 => {
+            if let (Some(host), Some(authority)) = (first, authority)
+                && !host
+                    .as_bytes()
+                    .eq_ignore_ascii_case(authority.as_str().as_bytes())
+            {
+                return Err(GatewayError::HostMismatch {
+                    host: String::from_utf8_lossy(host.as_bytes()).into_owned(),
+                });
+            }
+        }
+        Version::HTTP_11 if first.is_none() => return Err(GatewayError::MissingHost),
+        _ => {}
+    }
+    match authority {
+        Some(authority) => HeaderValue::from_str(authority.as_str())
+            .map(Some)
+            .map_err(|_| GatewayError::InvalidHost),
+        None => Ok(first.cloned()),
+    }
+}
+
+/// Host for routing: lowercased, without port; empty when the client sent none (HTTP/1.0).
+fn routing_host(host: Option<&HeaderValue>) -> Result<Cow<'_, str>, GatewayError> {
+    let Some(host) = host else {
+        return Ok(Cow::Borrowed(""));
+    };
+    let text = host.to_str().map_err(|_| GatewayError::InvalidHost)?;
+    // Parse to reject anything that is not an authority (userinfo included), then slice the host.
+    let authority: http::uri::Authority = text.parse().map_err(|_| GatewayError::InvalidHost)?;
+    if text.contains('@') || authority.host().is_empty() {
+        return Err(GatewayError::InvalidHost);
+    }
+    let name = match authority.port() {
+        Some(_) => text.rsplit_once(':').map_or(text, |(host, _)| host),
+        None => text,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Ok(Cow::Owned(name.to_ascii_lowercase()))
+    } else {
+        Ok(Cow::Borrowed(name))
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// The client's id when well formed (≤128 of `[A-Za-z0-9._-]`), else a new UUIDv7.
+fn request_id(headers: &HeaderMap, name: &http::HeaderName) -> HeaderValue {
+    if let Some(value) = headers.get(name) {
+        let bytes = value.as_bytes();
+        let well_formed = !bytes.is_empty()
+            && bytes.len() <= 128
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if well_formed {
+            return value.clone();
+        }
+    }
+    let mut buffer = uuid::Uuid::encode_buffer();
+    let text = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buffer);
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+fn log_error(err: &GatewayError, request_id: &HeaderValue) {
+    let id = request_id.to_str().unwrap_or("");
+    let status = err.status().as_u16();
+    if status >= 500 {
+        tracing::warn!(request_id = id, status, kind = err.slug(), error = %err, cause = ?std::error::Error::source(err), "request failed");
+    } else {
+        tracing::debug!(request_id = id, status, kind = err.slug(), error = %err, "request rejected");
+    }
+}

@@ -1,0 +1,245 @@
+//! Header hygiene at the trust boundary: hop-by-hop removal, forwarding headers, `Via`.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
+
+/// Hop-by-hop names removed in both directions (RFC 9110 §7.6.1), besides those listed in `Connection`.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Removes hop-by-hop headers. `Upgrade` (and `Connection: upgrade`) survive only when
+/// `keep_upgrade` (a WebSocket upgrade on a route that allows it). `TE` survives only as `trailers`.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Only scan `Connection` for extra names when it is present (the common case has none).
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            if keep_upgrade && name == header::UPGRADE {
+                continue;
+            }
+            headers.remove(&name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+    if let Some(te) = headers.get(header::TE) {
+        let wants_trailers = te.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
+        if wants_trailers {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        } else {
+            headers.remove(header::TE);
+        }
+    }
+}
+
+/// Whether the request asks for a WebSocket upgrade (RFC 6455 §4.1).
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    let upgrade = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+        });
+    let connection = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    upgrade && connection
+}
+
+/// Whether `ip` is one of the trusted proxies.
+pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+    trusted.iter().any(|net| net.contains(&ip))
+}
+
+/// The client's IP: the peer, unless the peer is a trusted proxy, in which case the rightmost
+/// `X-Forwarded-For` entry that is not itself trusted (the leftmost ones are client-controlled).
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    if !is_trusted(peer, trusted) {
+        return peer;
+    }
+    let mut hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    while let Some(hop) = hops.pop() {
+        if !is_trusted(hop, trusted) {
+            return hop;
+        }
+    }
+    peer
+}
+
+/// Sets `X-Forwarded-For/-Proto/-Host`, `X-Real-IP` and `Forwarded` for the upstream. From an
+/// untrusted peer they are replaced (never appended to); from a trusted one the chain is extended.
+pub fn set_forwarding_headers(
+    headers: &mut HeaderMap,
+    peer: IpAddr,
+    client_ip: IpAddr,
+    host: Option<&HeaderValue>,
+    trusted_peer: bool,
+) {
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let xfp = HeaderName::from_static("x-forwarded-proto");
+    let xfh = HeaderName::from_static("x-forwarded-host");
+    let real_ip = HeaderName::from_static("x-real-ip");
+    let peer_text = peer.to_string();
+    if trusted_peer {
+        let chain = headers
+            .get_all(&xff)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let value = if chain.is_empty() {
+            peer_text
+        } else {
+            format!("{chain}, {peer_text}")
+        };
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(&xff, value);
+        }
+        if !headers.contains_key(&xfp) {
+            headers.insert(&xfp, HeaderValue::from_static("http"));
+        }
+        if !headers.contains_key(&xfh)
+            && let Some(host) = host
+        {
+            headers.insert(&xfh, host.clone());
+        }
+        if !headers.contains_key(&real_ip)
+            && let Ok(value) = HeaderValue::from_str(&client_ip.to_string())
+        {
+            headers.insert(&real_ip, value);
+        }
+    } else {
+        if let Ok(value) = HeaderValue::from_str(&peer_text) {
+            headers.insert(&xff, value.clone());
+            headers.insert(&real_ip, value);
+        }
+        headers.insert(&xfp, HeaderValue::from_static("http"));
+        match host {
+            Some(host) => {
+                headers.insert(&xfh, host.clone());
+            }
+            None => {
+                headers.remove(&xfh);
+            }
+        }
+        headers.remove(header::FORWARDED);
+    }
+}
+
+/// Removes every `Gantry-*` header: only Gantry itself may set identity headers upstream.
+pub fn strip_gantry_headers(headers: &mut HeaderMap) {
+    let has_any = headers
+        .keys()
+        .any(|name| name.as_str().starts_with("gantry-"));
+    if has_any {
+        let names: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| name.as_str().starts_with("gantry-"))
+            .cloned()
+            .collect();
+        for name in names {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Whether any `Via` entry was added by a gateway with our pseudonym (a forwarding loop).
+pub fn via_has_loop(headers: &HeaderMap, via_name: &str) -> bool {
+    headers
+        .get_all(header::VIA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|entry| {
+            let mut parts = entry.split_whitespace();
+            let _protocol = parts.next();
+            parts
+                .next()
+                .is_some_and(|by| by.eq_ignore_ascii_case(via_name))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (k, v) in pairs {
+            headers.append(*k, HeaderValue::from_static(v));
+        }
+        headers
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_go() {
+        let mut h = map(&[
+            ("connection", "close, x-secret"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers, deflate"),
+            ("upgrade", "h2c"),
+            ("x-kept", "yes"),
+        ]);
+        remove_hop_by_hop(&mut h, false);
+        assert!(h.get("x-secret").is_none());
+        assert!(h.get("connection").is_none());
+        assert!(h.get("upgrade").is_none());
+        assert_eq!(h["te"], "trailers");
+        assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn client_ip_walks_xff_from_the_right_for_trusted_peers() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let h = map(&[("x-forwarded-for", "6.6.6.6, 1.2.3.4, 10.0.0.2")]);
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_ip(peer, &h, &trusted),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
+        let untrusted: IpAddr = "8.8.8.8".parse().unwrap();
+        assert_eq!(client_ip(untrusted, &h, &trusted), untrusted);
+    }
+
+    #[test]
+    fn via_loops_are_detected_by_pseudonym() {
+        let h = map(&[("via", "1.0 fred, 1.1 Gantry")]);
+        assert!(via_has_loop(&h, "gantry"));
+        assert!(!via_has_loop(&h, "other"));
+    }
+}

@@ -1,0 +1,4 @@
+//! The layers every request passes before its handler, in the order written in [`edge`].
+
+pub mod edge;
+pub mod headers;

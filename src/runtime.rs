@@ -1,0 +1,99 @@
+//! The runtime model: what a request sees. Compiled once per config by `config::compile`,
+//! immutable, swapped whole. The engine never reads the YAML file types.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use ipnet::IpNet;
+
+use crate::observe::access_log::LogFormat;
+use crate::router::{Rewrite, Router};
+use crate::upstream::cluster::UpstreamCluster;
+
+/// A compiled config: listeners to bind plus the request-time snapshot.
+pub struct GatewayConfig {
+    /// Where the config came from (file name), for messages.
+    pub source: String,
+    /// Listeners to bind.
+    pub listeners: Vec<ListenerSettings>,
+    /// Access log format and output; `None` when off.
+    pub access_log: Option<(LogFormat, String)>,
+    /// Tokio worker threads; `None` = number of cores.
+    pub worker_threads: Option<usize>,
+    /// What requests read.
+    pub runtime: Arc<Runtime>,
+}
+
+/// One listener.
+#[derive(Debug, Clone)]
+pub struct ListenerSettings {
+    /// Name from the config.
+    pub name: Arc<str>,
+    /// Address to bind.
+    pub address: SocketAddr,
+    /// Serve HTTP/1.1.
+    pub http1: bool,
+    /// Serve cleartext HTTP/2 by prior knowledge.
+    pub h2c: bool,
+}
+
+/// The immutable snapshot one request uses from start to end.
+pub struct Runtime {
+    /// Route table.
+    pub router: Router<Arc<Route>>,
+    /// Upstream clusters by name.
+    pub upstreams: BTreeMap<String, Arc<UpstreamCluster>>,
+    /// Edge settings.
+    pub server: ServerSettings,
+}
+
+/// A compiled route.
+pub struct Route {
+    /// Name from the config.
+    pub name: Arc<str>,
+    /// Where it forwards.
+    pub upstream: Arc<UpstreamCluster>,
+    /// Path rewrite before forwarding.
+    pub rewrite: Option<Rewrite>,
+    /// WebSocket upgrades pass through.
+    pub websocket: bool,
+}
+
+/// Edge settings: trust boundary, ids, limits.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Peers whose forwarding headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Header carrying the request id.
+    pub request_id_header: HeaderName,
+    /// Drain time on shutdown.
+    pub shutdown_grace: Duration,
+    /// Size and time limits.
+    pub limits: Limits,
+    /// Our `Via` entry, e.g. `1.1 gantry`.
+    pub via_entry: HeaderValue,
+    /// The pseudonym in our `Via` entry, for loop detection.
+    pub via_name: String,
+}
+
+/// Size and time limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Request head bytes (431).
+    pub max_header_bytes: u64,
+    /// Request target bytes (414).
+    pub max_uri_bytes: u64,
+    /// Request body bytes (413).
+    pub max_body_bytes: u64,
+    /// Time for a request head to arrive.
+    pub header_read_timeout: Duration,
+    /// Idle keep-alive connections close after this.
+    pub idle_timeout: Duration,
+    /// Open connections per listener.
+    pub max_connections: usize,
+    /// HTTP/2 streams per connection.
+    pub h2_max_concurrent_streams: u32,
+}

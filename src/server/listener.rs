@@ -1,0 +1,122 @@
+//! Accepting client connections: limits, protocol negotiation, graceful shutdown.
+//!
+//! hyper's own buffers are set above Gantry's configured limits so that the edge, not hyper, decides
+//! and answers with problem+json (hyper's own rejections have empty bodies).
+//!
+//! Timers and how they interact: hyper starts its header-read timer both when a connection opens
+//! and when a keep-alive connection goes idle waiting for the next request. So an idle HTTP/1.1
+//! connection is closed after `min(header_read_timeout, idle_timeout)`; [`IdleIo`] closes any
+//! connection (HTTP/1 or HTTP/2) that moved no bytes in either direction for `idle_timeout`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use super::idle::IdleIo;
+use crate::pipeline::edge::{self, EdgeState};
+use crate::runtime::{Limits, ListenerSettings};
+
+/// Extra room above the configured header limits so hyper never rejects first.
+const HYPER_HEADROOM: u64 = 16 * 1024;
+
+/// Serves one bound listener until `shutdown` turns true, then drains for `grace`.
+pub async fn serve(
+    listener: TcpListener,
+    settings: ListenerSettings,
+    limits: Limits,
+    state: Arc<EdgeState>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let builder = connection_builder(&settings, &limits);
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    loop {
+        // Past max_connections, stop accepting: new connections wait in the kernel's backlog.
+        let permit = tokio::select! {
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(listener = %settings.name, error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let io = TokioIo::new(IdleIo::new(stream, limits.idle_timeout));
+        let state = Arc::clone(&state);
+        let service = service_fn(move |req| edge::handle(Arc::clone(&state), peer, req));
+        let connection = builder
+            .serve_connection_with_upgrades(io, service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%peer, error = %err, "client connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!(listener = %settings.name, "shutdown grace expired with requests in flight");
+        }
+    }
+}
+
+/// hyper's connection builder for this listener's protocols and limits.
+fn connection_builder(
+    settings: &ListenerSettings,
+    limits: &Limits,
+) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let head_room = limits.max_header_bytes + limits.max_uri_bytes + HYPER_HEADROOM;
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout.min(limits.idle_timeout))
+        .max_buf_size(usize::try_from(head_room).unwrap_or(usize::MAX).max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(head_room).unwrap_or(u32::MAX))
+        .max_pending_accept_reset_streams(Some(50))
+        .max_local_error_reset_streams(Some(256));
+    match (settings.http1, settings.h2c) {
+        (true, false) => builder.http1_only(),
+        (false, true) => builder.http2_only(),
+        _ => builder,
+    }
+}
+
+/// Binds a listener's address (port 0 picks an ephemeral port).
+pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(4096)
+}

@@ -1,0 +1,4 @@
+//! Client-facing sockets: accept, limits, timers, graceful shutdown.
+
+pub mod idle;
+pub mod listener;

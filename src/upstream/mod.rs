@@ -1,0 +1,5 @@
+//! Upstream clusters: targets, balancing and pooled connections.
+
+pub mod balance;
+pub mod client;
+pub mod cluster;
