@@ -1,0 +1,107 @@
+//! Starts the real gateway in-process on 127.0.0.1:0 from YAML text.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gantry::RunningGateway;
+
+/// A gateway started for one test, with its access log in a temporary file.
+pub struct TestGateway {
+    gateway: Option<RunningGateway>,
+    /// Address of the first listener.
+    pub addr: SocketAddr,
+    log_dir: tempfile::TempDir,
+}
+
+impl TestGateway {
+    /// Starts a gateway from a full YAML config. `${LOG}` in the text is the access-log path and
+    /// `${VAR}` values come from `vars` first, then the process environment.
+    pub async fn start_with(yaml: &str, vars: &[(&str, String)]) -> Self {
+        let log_dir = tempfile::tempdir().expect("temp dir");
+        let log_path = log_dir.path().join("access.log");
+        let log = log_path.display().to_string();
+        let env = |name: &str| -> Option<String> {
+            if name == "LOG" {
+                return Some(log.clone());
+            }
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+                .or_else(|| std::env::var(name).ok())
+        };
+        let config = gantry::config::load_str_with_env("test.yaml", yaml, &env)
+            .unwrap_or_else(|errors| panic!("test config rejected:\n{errors}"));
+        let gateway = gantry::start(config).await.expect("gateway starts");
+        let addr = gateway.addrs()[0].1;
+        Self {
+            gateway: Some(gateway),
+            addr,
+            log_dir,
+        }
+    }
+
+    /// Starts a gateway with one upstream `backend` at `upstream_url` and the given routes YAML
+    /// (a list under `routes:`), plus optional extra `server:` YAML.
+    pub async fn simple(
+        upstream_url: &str,
+        upstream_extra: &str,
+        routes: &str,
+        server: &str,
+    ) -> Self {
+        let yaml = format!(
+            "version: 1\n\
+             listeners:\n  - {{ name: public, address: \"127.0.0.1:0\" }}\n\
+             server:\n  shutdown_grace: 5s\n{server}\n\
+             observability:\n  access_log: {{ format: json, output: \"${{LOG}}\" }}\n\
+             upstreams:\n  backend:\n    targets: [{{ url: \"{upstream_url}\" }}]\n{upstream_extra}\n\
+             routes:\n{routes}\n"
+        );
+        Self::start_with(&yaml, &[]).await
+    }
+
+    /// `http://ADDR{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// The running gateway.
+    pub fn gateway(&self) -> &RunningGateway {
+        self.gateway.as_ref().expect("running")
+    }
+
+    /// Stops the gateway, waiting for in-flight requests (bounded by shutdown_grace).
+    pub async fn shutdown(mut self) {
+        if let Some(gateway) = self.gateway.take() {
+            gateway.shutdown().await;
+        }
+    }
+
+    /// Waits until the access log holds at least `n` lines (polling, bounded at 10 s), then
+    /// returns every line parsed as JSON.
+    pub async fn access_log(&self, n: usize) -> Vec<serde_json::Value> {
+        let path: PathBuf = self.log_dir.path().join("access.log");
+        for _ in 0..1000 {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<serde_json::Value> = text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| serde_json::from_str(l).expect("access log line is JSON"))
+                .collect();
+            if lines.len() >= n {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("access log never reached {n} lines");
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(gateway) = self.gateway.take() {
+            // Stop listening when a test ends without calling shutdown().
+            drop(tokio::spawn(gateway.shutdown()));
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! Shared end-to-end test support: programmable upstreams, misbehaving raw upstreams and clients.
+//! Every server binds 127.0.0.1:0 and is ready when its `start` returns; nothing here sleeps to
+//! wait for readiness.
+#![allow(dead_code, unused_imports)]
+
+pub mod body;
+pub mod client;
+pub mod raw_upstream;
+pub mod upstream;
+
+pub use body::{
+    BodySender, TestBody, channel_body, empty, full, pattern_body, pattern_byte, pattern_mismatch,
+};
+pub use client::{
+    Collected, RawConn, RawResponse, TestClient, collect, get, h2_client, http1_client,
+    raw_request, send, ws_connect,
+};
+pub use raw_upstream::{RawConnection, RawUpstream};
+pub use upstream::{RecordedRequest, Upstream};
+pub mod gateway;
+pub use gateway::TestGateway;
