@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! The command line, driven as users run it: validate, schema.
 
 use std::process::Command;
