@@ -414,7 +414,7 @@ fn rewrite_rules() {
     assert_eq!(
         semantic(&with_routes(routes)),
         [
-            "t.yaml:14:22: routes[0].rewrite.path: rewrite.path needs match.path (a template whose params it uses)",
+            "t.yaml:14:22: routes[0].rewrite.path: rewrite.path uses params, which only match.path (a template) captures",
             "t.yaml:18:22: routes[1].rewrite.path: rewrite.path uses {uid}, which match.path does not capture",
             "t.yaml:18:48: routes[1].rewrite.strip_prefix: rewrite.path and rewrite.strip_prefix cannot both be set",
             "t.yaml:18:48: routes[1].rewrite.strip_prefix: strip_prefix must start with /",

@@ -534,10 +534,11 @@ impl Validator<'_> {
             match Template::parse(path, TemplateKind::Rewrite) {
                 Err(problem) => self.error(&path_path, problem),
                 Ok(parsed) => {
-                    if route.matcher.path.is_none() {
+                    if route.matcher.path.is_none() && !parsed.params.is_empty() {
+                        // A fixed rewrite path is fine on a prefix route; params need a template.
                         self.error(
                             &path_path,
-                            "rewrite.path needs match.path (a template whose params it uses)",
+                            "rewrite.path uses params, which only match.path (a template) captures",
                         );
                     } else if let Some(template) = template {
                         for param in &parsed.params {

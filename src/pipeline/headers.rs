@@ -6,13 +6,16 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
 /// Hop-by-hop names removed in both directions (RFC 9110 §7.6.1), besides those listed in `Connection`.
-const HOP_BY_HOP: [HeaderName; 7] = [
+///
+/// `Trailer` is not among them: RFC 9110 §6.6.2 makes it an end-to-end field, and hyper's HTTP/1.1
+/// server only sends trailer fields that the response's `Trailer` header announces, so removing it
+/// would silently drop gRPC-style trailers for HTTP/1.1 clients.
+const HOP_BY_HOP: [HeaderName; 6] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
 ];
 
