@@ -28,7 +28,10 @@ use crate::upstream::cluster::{
 };
 
 /// Defaults for keys a user may leave out; written once, documented in the README.
-mod defaults {
+pub(crate) mod defaults {
+    use std::time::Duration;
+
+    pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(REQUEST_TIMEOUT_SECS);
     pub const MAX_HEADER_BYTES: u64 = 32 * 1024;
     pub const MAX_URI_BYTES: u64 = 8 * 1024;
     pub const MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;

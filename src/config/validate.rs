@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration as StdDuration;
 
 use http::{HeaderName, HeaderValue, Uri};
 
@@ -17,8 +16,6 @@ use super::source_map::{child_index, child_key};
 use super::suggest;
 use super::units::Duration;
 
-/// Upstream request timeout when the file gives none (keep in step with the compiler's default).
-const DEFAULT_REQUEST_TIMEOUT: StdDuration = StdDuration::from_secs(15);
 /// Largest target weight; keeps weighted balancing arithmetic far from overflow.
 const MAX_WEIGHT: u32 = 1_000_000;
 
@@ -308,7 +305,10 @@ impl Validator<'_> {
         if let Some(per_try) = timeouts.per_try {
             let (request, source) = match timeouts.request {
                 Some(request) => (request.0, "request"),
-                None => (DEFAULT_REQUEST_TIMEOUT, "the default request timeout"),
+                None => (
+                    super::compile::defaults::REQUEST_TIMEOUT,
+                    "the default request timeout",
+                ),
             };
             if per_try.0 > request {
                 self.error(
