@@ -567,3 +567,27 @@ async fn requests_with_methods_and_bodies_pass_intact() {
         assert_eq!(echo["body"], "payload");
     }
 }
+
+#[tokio::test]
+async fn bodies_that_stall_past_the_idle_timeout_are_cut_both_ways() {
+    let upstream = Upstream::start("stall").await;
+    let gw = TestGateway::simple(&upstream.url(), "    timeouts: { idle: 200ms }", ROUTE_ALL, "").await;
+
+    // Upstream → client: headers and one chunk, then silence. The client's body errors out.
+    let response = http1_client()
+        .send(Request::get(gw.url("/body-hang")).body(empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(collect(response).await.is_err(), "a stalled body must not end cleanly");
+
+    // Client → upstream: half the announced body, then silence. The gateway answers 408.
+    let mut conn = RawConn::connect(gw.addr).await;
+    conn.send(b"POST /sink HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nhello")
+        .await
+        .unwrap();
+    let answer = conn.read_response().await.expect("an answer");
+    assert_eq!(answer.status, 408);
+    assert_eq!(answer.json()["type"], "urn:gantry:problem:request-body-timeout");
+    assert!(conn.wait_closed().await);
+}
