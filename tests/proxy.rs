@@ -571,7 +571,13 @@ async fn requests_with_methods_and_bodies_pass_intact() {
 #[tokio::test]
 async fn bodies_that_stall_past_the_idle_timeout_are_cut_both_ways() {
     let upstream = Upstream::start("stall").await;
-    let gw = TestGateway::simple(&upstream.url(), "    timeouts: { idle: 200ms }", ROUTE_ALL, "").await;
+    let gw = TestGateway::simple(
+        &upstream.url(),
+        "    timeouts: { idle: 200ms }",
+        ROUTE_ALL,
+        "",
+    )
+    .await;
 
     // Upstream → client: headers and one chunk, then silence. The client's body errors out.
     let response = http1_client()
@@ -579,7 +585,10 @@ async fn bodies_that_stall_past_the_idle_timeout_are_cut_both_ways() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert!(collect(response).await.is_err(), "a stalled body must not end cleanly");
+    assert!(
+        collect(response).await.is_err(),
+        "a stalled body must not end cleanly"
+    );
 
     // Client → upstream: half the announced body, then silence. The gateway answers 408.
     let mut conn = RawConn::connect(gw.addr).await;
@@ -588,6 +597,85 @@ async fn bodies_that_stall_past_the_idle_timeout_are_cut_both_ways() {
         .unwrap();
     let answer = conn.read_response().await.expect("an answer");
     assert_eq!(answer.status, 408);
-    assert_eq!(answer.json()["type"], "urn:gantry:problem:request-body-timeout");
+    assert_eq!(
+        answer.json()["type"],
+        "urn:gantry:problem:request-body-timeout"
+    );
     assert!(conn.wait_closed().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_target_are_capped_and_requests_wait_for_a_slot() {
+    let upstream = Upstream::start("cap").await;
+    let gw = TestGateway::simple(
+        &upstream.url(),
+        "    pool: { max_connections_per_target: 1 }",
+        ROUTE_ALL,
+        "",
+    )
+    .await;
+    let client = http1_client();
+    // The first request holds the only connection.
+    let held = client
+        .send(Request::get(gw.url("/gate/cap")).body(empty()).unwrap())
+        .await
+        .unwrap();
+    // The second waits for the slot instead of opening a second connection.
+    let url = gw.url("/echo");
+    let waiting = tokio::spawn(async move { http1_client().get(&url).await.0 });
+    // Give the second request every chance to reach the upstream: it must not, while the slot is
+    // taken (without the cap it would arrive at once on a second connection).
+    for _ in 0..30 {
+        assert_eq!(
+            upstream.request_count(),
+            1,
+            "the cap let a second connection open"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    upstream.release("cap");
+    let rest = held.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&rest[..], b"first\ndone\n");
+    assert_eq!(waiting.await.unwrap(), 200);
+    assert_eq!(upstream.request_count(), 2);
+    assert_eq!(upstream.connection_count(), 1);
+}
+
+#[tokio::test]
+async fn a_connect_that_never_completes_is_a_504() {
+    // A listener that never accepts, with its accept queue already full: the kernel drops further
+    // SYNs, so the gateway's connect hangs until its connect timeout.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        if let Ok(Ok(stream)) = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            fillers.push(stream);
+        } else {
+            break;
+        }
+    }
+    let gw = TestGateway::simple(
+        &format!("http://{addr}"),
+        "    timeouts: { connect: 200ms }",
+        ROUTE_ALL,
+        "",
+    )
+    .await;
+    let response = http1_client()
+        .fetch(Request::get(gw.url("/x")).body(empty()).unwrap())
+        .await;
+    assert_eq!(response.status, 504);
+    assert_eq!(
+        response.json()["type"],
+        "urn:gantry:problem:upstream-connect-timeout"
+    );
+    drop(listener);
 }

@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::handler::body::RequestBody;
 
@@ -112,6 +112,8 @@ pub struct ConnectionPool {
     settings: PoolSettings,
     idle: Mutex<Vec<IdleConnection>>,
     open: Arc<Semaphore>,
+    /// Signalled when a connection goes back to the idle list.
+    returned: Notify,
     shared_h2: Mutex<Option<http2::SendRequest<RequestBody>>>,
 }
 
@@ -124,6 +126,7 @@ impl ConnectionPool {
             settings,
             idle: Mutex::new(Vec::new()),
             open,
+            returned: Notify::new(),
             shared_h2: Mutex::new(None),
         }
     }
@@ -133,27 +136,41 @@ impl ConnectionPool {
         if self.settings.http2 {
             return self.checkout_h2().await;
         }
-        while let Some(idle) = self.pop_idle() {
-            let IdleConnection {
-                mut sender, permit, ..
-            } = idle;
-            if sender.is_closed() {
-                continue;
+        loop {
+            // Registered before looking at the idle list, so a connection returned in between
+            // still wakes us (a waiter for a slot must also take a connection that comes back).
+            let returned = self.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            while let Some(idle) = self.pop_idle() {
+                let IdleConnection {
+                    mut sender, permit, ..
+                } = idle;
+                if sender.is_closed() {
+                    continue;
+                }
+                // The previous response's body is read; the connection becomes ready almost at once.
+                if sender.ready().await.is_ok() {
+                    return Ok(PooledConnection {
+                        sender: Sender::Http1(sender),
+                        permit,
+                        reused: true,
+                    });
+                }
             }
-            // The previous response's body is read; the connection becomes ready almost at once.
-            if sender.ready().await.is_ok() {
-                return Ok(PooledConnection {
-                    sender: Sender::Http1(sender),
-                    permit,
-                    reused: true,
-                });
+            tokio::select! {
+                permit = Arc::clone(&self.open).acquire_owned() => {
+                    return self.connect_http1(permit.ok().map(Arc::new)).await;
+                }
+                () = &mut returned => {}
             }
         }
-        let permit = Arc::clone(&self.open)
-            .acquire_owned()
-            .await
-            .map(Arc::new)
-            .ok();
+    }
+
+    async fn connect_http1(
+        &self,
+        permit: Option<Arc<OwnedSemaphorePermit>>,
+    ) -> Result<PooledConnection, ConnectError> {
         let stream = self.connect_tcp().await?;
         let mut builder = http1::Builder::new();
         builder.max_buf_size(self.settings.max_response_head.max(8192));
@@ -195,6 +212,8 @@ impl ConnectionPool {
             permit,
             idle_since: Instant::now(),
         });
+        drop(idle);
+        self.returned.notify_one();
     }
 
     fn pop_idle(&self) -> Option<IdleConnection> {
