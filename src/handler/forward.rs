@@ -63,8 +63,10 @@ pub async fn forward(
         .ok_or_else(|| GatewayError::NoTarget {
             upstream: cluster.name.to_string(),
         })?;
-    record.upstream = Some(cluster.name.clone());
-    record.target = Some(target.authority.clone());
+    if record.is_enabled() {
+        record.upstream = Some(cluster.name.clone());
+        record.target = Some(target.authority.clone());
+    }
     let in_flight = InFlightGuard::new(target.clone());
 
     let failure = FailureSlot::default();
