@@ -13,7 +13,6 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -24,8 +23,8 @@ use http::{Request, Response, Version};
 use hyper::body::Incoming;
 
 use super::headers::{
-    client_ip, is_trusted, is_websocket_upgrade, set_forwarding_headers, strip_gantry_headers,
-    via_has_loop,
+    Peer, client_ip, is_trusted, is_websocket_upgrade, set_forwarding_headers,
+    strip_gantry_headers, via_has_loop,
 };
 use crate::error::GatewayError;
 use crate::handler::body::ResponseBody;
@@ -45,13 +44,13 @@ pub struct EdgeState {
 /// Handles one request; never fails (errors become responses).
 pub async fn handle(
     state: Arc<EdgeState>,
-    peer: SocketAddr,
+    peer: Arc<Peer>,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let runtime = state.runtime.load_full();
     let settings = &runtime.server;
     let request_id = request_id(req.headers(), &settings.request_id_header);
-    let client = client_ip(peer.ip(), req.headers(), &settings.trusted_proxies);
+    let client = client_ip(peer.addr.ip(), req.headers(), &settings.trusted_proxies);
     let grpc = is_grpc(req.headers());
     let uri = req.uri().clone();
     let mut record = AccessRecord::new(
@@ -67,7 +66,7 @@ pub async fn handle(
 
     let routed = AssertUnwindSafe(route_and_forward(
         &runtime,
-        peer,
+        &peer,
         req,
         &request_id,
         &mut record,
@@ -102,7 +101,7 @@ pub async fn handle(
 /// Everything between the edge checks and the handler; errors bubble up with `?`.
 async fn route_and_forward(
     runtime: &Runtime,
-    peer: SocketAddr,
+    peer: &Peer,
     mut req: Request<Incoming>,
     request_id: &HeaderValue,
     record: &mut AccessRecord,
@@ -162,8 +161,8 @@ async fn route_and_forward(
     let (mut parts, body) = req.into_parts();
     let headers = &mut parts.headers;
     strip_gantry_headers(headers);
-    let trusted_peer = is_trusted(peer.ip(), &settings.trusted_proxies);
-    set_forwarding_headers(headers, peer.ip(), client, host.as_ref(), trusted_peer);
+    let trusted_peer = is_trusted(peer.addr.ip(), &settings.trusted_proxies);
+    set_forwarding_headers(headers, peer, client, host.as_ref(), trusted_peer);
     headers.append(header::VIA, settings.via_entry.clone());
     headers.insert(settings.request_id_header.clone(), request_id.clone());
 

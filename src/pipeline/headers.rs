@@ -1,6 +1,6 @@
 //! Header hygiene at the trust boundary: hop-by-hop removal, forwarding headers, `Via`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
@@ -77,6 +77,24 @@ pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
     upgrade && connection
 }
 
+/// The TCP peer of a client connection, with its IP pre-rendered once per connection.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// The peer's IP as a header value (for `X-Forwarded-For` / `X-Real-IP`).
+    pub ip_header: HeaderValue,
+}
+
+impl Peer {
+    /// Describes a newly accepted connection.
+    pub fn new(addr: SocketAddr) -> Self {
+        let ip_header = HeaderValue::from_str(&addr.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Self { addr, ip_header }
+    }
+}
+
 /// Whether `ip` is one of the trusted proxies.
 pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|net| net.contains(&ip))
@@ -107,7 +125,7 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
 /// untrusted peer they are replaced (never appended to); from a trusted one the chain is extended.
 pub fn set_forwarding_headers(
     headers: &mut HeaderMap,
-    peer: IpAddr,
+    peer: &Peer,
     client_ip: IpAddr,
     host: Option<&HeaderValue>,
     trusted_peer: bool,
@@ -116,7 +134,6 @@ pub fn set_forwarding_headers(
     let xfp = HeaderName::from_static("x-forwarded-proto");
     let xfh = HeaderName::from_static("x-forwarded-host");
     let real_ip = HeaderName::from_static("x-real-ip");
-    let peer_text = peer.to_string();
     if trusted_peer {
         let chain = headers
             .get_all(&xff)
@@ -124,12 +141,9 @@ pub fn set_forwarding_headers(
             .filter_map(|v| v.to_str().ok())
             .collect::<Vec<_>>()
             .join(", ");
-        let value = if chain.is_empty() {
-            peer_text
-        } else {
-            format!("{chain}, {peer_text}")
-        };
-        if let Ok(value) = HeaderValue::from_str(&value) {
+        if chain.is_empty() {
+            headers.insert(&xff, peer.ip_header.clone());
+        } else if let Ok(value) = HeaderValue::from_str(&format!("{chain}, {}", peer.addr.ip())) {
             headers.insert(&xff, value);
         }
         if !headers.contains_key(&xfp) {
@@ -146,10 +160,8 @@ pub fn set_forwarding_headers(
             headers.insert(&real_ip, value);
         }
     } else {
-        if let Ok(value) = HeaderValue::from_str(&peer_text) {
-            headers.insert(&xff, value.clone());
-            headers.insert(&real_ip, value);
-        }
+        headers.insert(&xff, peer.ip_header.clone());
+        headers.insert(&real_ip, peer.ip_header.clone());
         headers.insert(&xfp, HeaderValue::from_static("http"));
         match host {
             Some(host) => {

@@ -21,6 +21,7 @@ use tokio::sync::{Semaphore, watch};
 
 use super::idle::IdleIo;
 use crate::pipeline::edge::{self, EdgeState};
+use crate::pipeline::headers::Peer;
 use crate::runtime::{Limits, ListenerSettings};
 
 /// Extra room above the configured header limits so hyper never rejects first.
@@ -62,7 +63,9 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let io = TokioIo::new(IdleIo::new(stream, limits.idle_timeout));
         let state = Arc::clone(&state);
-        let service = service_fn(move |req| edge::handle(Arc::clone(&state), peer, req));
+        let peer_info = Arc::new(Peer::new(peer));
+        let service =
+            service_fn(move |req| edge::handle(Arc::clone(&state), Arc::clone(&peer_info), req));
         let connection = builder
             .serve_connection_with_upgrades(io, service)
             .into_owned();
