@@ -683,20 +683,55 @@ async fn a_connect_that_never_completes_is_a_504() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_max_connections_new_connections_wait_until_one_closes() {
     let upstream = Upstream::start("maxconn").await;
-    let gw = TestGateway::simple(&upstream.url(), "", ROUTE_ALL, "  limits: { max_connections: 1 }").await;
+    let gw = TestGateway::simple(
+        &upstream.url(),
+        "",
+        ROUTE_ALL,
+        "  limits: { max_connections: 1 }",
+    )
+    .await;
     let mut first = RawConn::connect(gw.addr).await;
-    first.send(b"GET /echo HTTP/1.1\r\nHost: h\r\n\r\n").await.unwrap();
+    first
+        .send(b"GET /echo HTTP/1.1\r\nHost: h\r\n\r\n")
+        .await
+        .unwrap();
     assert_eq!(first.read_response().await.unwrap().status, 200);
 
     // The second connection is not served while the first one is open...
     let mut second = RawConn::connect(gw.addr).await;
-    second.send(b"GET /echo HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").await.unwrap();
+    second
+        .send(b"GET /echo HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
     for _ in 0..30 {
-        assert_eq!(upstream.request_count(), 1, "a second connection was served past the limit");
+        assert_eq!(
+            upstream.request_count(),
+            1,
+            "a second connection was served past the limit"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     // ...and is served as soon as it closes.
     drop(first);
     assert_eq!(second.read_response().await.unwrap().status, 200);
     assert_eq!(upstream.request_count(), 2);
+}
+
+#[tokio::test]
+async fn a_drained_upstream_answers_503_without_calling_anyone() {
+    let yaml = "version: 1
+listeners:
+  - { name: public, address: \"127.0.0.1:0\" }
+upstreams:
+  drained:
+    targets: []
+routes:
+  - { name: all, match: { path_prefix: / }, upstream: drained }
+";
+    let gw = TestGateway::start_with(yaml, &[]).await;
+    let response = http1_client()
+        .fetch(Request::get(gw.url("/x")).body(empty()).unwrap())
+        .await;
+    assert_eq!(response.status, 503);
+    assert_eq!(response.json()["type"], "urn:gantry:problem:no-target");
 }

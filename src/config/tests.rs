@@ -312,7 +312,7 @@ fn upstream_rules() {
             "t.yaml:19:52: upstreams.users.timeouts.connect: must be greater than 0",
             "t.yaml:20:34: upstreams.users.pool.max_idle_per_target: must be at least 1",
             "t.yaml:21:3: upstreams.bad name: invalid upstream name \"bad name\": use letters, digits, _ . and -",
-            "t.yaml:22:10: upstreams.empty.targets: an upstream needs at least one target",
+            "t.yaml:22:10: upstreams.empty.targets: an upstream needs targets (write `targets: []` to drain it: requests get 503)",
             "t.yaml:25:50: upstreams.hashed.load_balancing.consistent_hash.header: invalid header name \"X Bad\"",
             "t.yaml:26:26: upstreams.hashed.timeouts.per_try: per_try (20s) cannot be longer than the default request timeout (15s)",
         ]

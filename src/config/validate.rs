@@ -241,8 +241,13 @@ impl Validator<'_> {
 
     fn upstream(&mut self, base: &str, upstream: &FileUpstream) {
         let targets_path = child_key(base, "targets");
-        if upstream.targets.is_empty() {
-            self.error(&targets_path, "an upstream needs at least one target");
+        // An explicit `targets: []` is a deliberate drain (every request answers 503 no-target);
+        // leaving the key out is a mistake.
+        if upstream.targets.is_empty() && !self.loaded.source_map.contains(&targets_path) {
+            self.error(
+                &targets_path,
+                "an upstream needs targets (write `targets: []` to drain it: requests get 503)",
+            );
         }
         let mut seen: HashMap<&str, String> = HashMap::new();
         for (i, target) in upstream.targets.iter().enumerate() {
