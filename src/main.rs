@@ -117,25 +117,39 @@ fn serve(compiled: gantry::GatewayConfig, banner: Option<Banner>) -> ExitCode {
         if let Some(banner) = banner {
             banner(&gateway);
         }
-        wait_for_signal().await;
+        if let Err(err) = gateway.watch_config_file(CONFIG_DEBOUNCE) {
+            tracing::warn!(error = %err, "config file changes will not be picked up; SIGHUP and POST /admin/reload still work");
+        }
+        wait_for_shutdown(&gateway).await;
         tracing::info!(grace = ?gateway.shutdown_grace(), "shutting down: draining in-flight requests");
         gateway.shutdown().await;
         ExitCode::SUCCESS
     })
 }
 
-async fn wait_for_signal() {
+/// How long the config directory must be quiet before a change is reloaded.
+const CONFIG_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Serves until SIGTERM or SIGINT; SIGHUP reloads the config file meanwhile.
+async fn wait_for_shutdown(gateway: &gantry::RunningGateway) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         let _ = tokio::signal::ctrl_c().await;
         return;
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => {
+                // The outcome is logged and kept in the reload status.
+                let _ = gateway.reload().await;
+            }
+        }
     }
 }
 
@@ -170,7 +184,7 @@ fn demo(listen: &str) -> ExitCode {
     let code = serve(
         compiled,
         Some(Box::new(|gateway: &gantry::RunningGateway| {
-            let Some((_, addr)) = gateway.addrs().first() else {
+            let Some((_, addr)) = gateway.addrs().first().cloned() else {
                 return;
             };
             eprintln!(

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,10 @@ use crate::upstream::cluster::UpstreamCluster;
 pub struct GatewayConfig {
     /// Where the config came from (file name), for messages.
     pub source: String,
+    /// The file to read again on reload; `None` for configs built from text (the demo).
+    pub source_path: Option<PathBuf>,
+    /// The admin listener, if configured.
+    pub admin: Option<AdminSettings>,
     /// Listeners to bind.
     pub listeners: Vec<ListenerSettings>,
     /// Access log format and output; `None` when off.
@@ -27,8 +32,17 @@ pub struct GatewayConfig {
     pub runtime: Arc<Runtime>,
 }
 
-/// One listener.
+/// The admin listener.
 #[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// Address to bind.
+    pub address: SocketAddr,
+    /// Bearer token for `/admin/*`; `None` = open.
+    pub token: Option<String>,
+}
+
+/// One listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerSettings {
     /// Name from the config.
     pub name: Arc<str>,
@@ -48,6 +62,29 @@ pub struct Runtime {
     pub upstreams: BTreeMap<String, Arc<UpstreamCluster>>,
     /// Edge settings.
     pub server: ServerSettings,
+    /// Fingerprint of the effective config (hex), shown by the admin API and metrics.
+    pub version: String,
+    /// The effective config as JSON, secrets redacted, for `GET /admin/config`.
+    pub effective_config: serde_json::Value,
+    /// One line per route, in file order, for `GET /admin/routes`.
+    pub routes: Vec<RouteSummary>,
+}
+
+/// What the admin API shows of a route.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RouteSummary {
+    /// Route name.
+    pub name: String,
+    /// Hosts it matches (empty = any).
+    pub hosts: Vec<String>,
+    /// `path` or `path_prefix` as written.
+    pub path: String,
+    /// Whether `path` is a prefix.
+    pub prefix: bool,
+    /// Allowed methods (empty = any).
+    pub methods: Vec<String>,
+    /// Upstream it forwards to.
+    pub upstream: String,
 }
 
 /// A compiled route.

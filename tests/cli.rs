@@ -64,9 +64,8 @@ fn validate_reports_a_structural_error_with_its_location() {
 #[test]
 fn validate_reports_every_semantic_error_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "{GOOD}  - name: users\n    match: {{ path: /other }}\n    upstream: user\n"
-    );
+    let text =
+        format!("{GOOD}  - name: users\n    match: {{ path: /other }}\n    upstream: user\n");
     let path = write(&dir, "semantic.yaml", &text);
     let out = gantry()
         .args(["validate", "-c"])

@@ -20,7 +20,10 @@ use super::file::{
 use super::{ConfigError, ConfigErrors, LoadedFile};
 use crate::observe::access_log::LogFormat;
 use crate::router::{PathPattern, Rewrite, RouteSpec, Router, ValueCondition};
-use crate::runtime::{GatewayConfig, Limits, ListenerSettings, Route, Runtime, ServerSettings};
+use crate::runtime::{
+    AdminSettings, GatewayConfig, Limits, ListenerSettings, Route, RouteSummary, Runtime,
+    ServerSettings,
+};
 use crate::upstream::balance::Balancer;
 use crate::upstream::client::{ConnectionPool, PoolSettings};
 use crate::upstream::cluster::{
@@ -51,9 +54,17 @@ pub(crate) mod defaults {
 
 /// Reads, parses, validates and compiles a config file.
 pub fn load_file(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
+    reload_file(path, None)
+}
+
+/// Like [`load_file`], carrying long-lived state (pooled connections, in-flight counts) over from
+/// `previous` for targets that still exist with the same settings.
+pub fn reload_file(path: &Path, previous: Option<&Runtime>) -> Result<GatewayConfig, ConfigErrors> {
     let loaded = super::parse_file(path)?;
     super::validate(&loaded)?;
-    compile(&loaded)
+    let mut config = compile_with(&loaded, previous)?;
+    config.source_path = Some(path.to_path_buf());
+    Ok(config)
 }
 
 /// Parses, validates and compiles config text, with `${VAR}` from the process environment.
@@ -74,6 +85,14 @@ pub fn load_str_with_env(
 
 /// Turns a validated file into the runtime model.
 pub fn compile(loaded: &LoadedFile) -> Result<GatewayConfig, ConfigErrors> {
+    compile_with(loaded, None)
+}
+
+/// Turns a validated file into the runtime model, reusing `previous`'s targets where unchanged.
+pub fn compile_with(
+    loaded: &LoadedFile,
+    previous: Option<&Runtime>,
+) -> Result<GatewayConfig, ConfigErrors> {
     let file = &loaded.config;
     let mut errors = Vec::new();
     let server = server_settings(loaded, &mut errors);
@@ -82,7 +101,8 @@ pub fn compile(loaded: &LoadedFile) -> Result<GatewayConfig, ConfigErrors> {
         .upstreams
         .iter()
         .map(|(name, upstream)| {
-            let cluster = cluster(loaded, name, upstream, &server, &mut errors);
+            let previous = previous.and_then(|p| p.upstreams.get(name)).map(|c| &**c);
+            let cluster = cluster(loaded, name, upstream, &server, previous, &mut errors);
             (name.clone(), Arc::new(cluster))
         })
         .collect();
@@ -104,8 +124,27 @@ pub fn compile(loaded: &LoadedFile) -> Result<GatewayConfig, ConfigErrors> {
             file.observability.access_log.output.clone(),
         )),
     };
+    let admin = match &file.admin {
+        None => None,
+        Some(admin) => match admin.address.parse::<SocketAddr>() {
+            Ok(address) => Some(AdminSettings {
+                address,
+                token: admin.token.clone(),
+            }),
+            Err(_) => {
+                return Err(ConfigErrors(vec![
+                    loaded.error("admin.address", "expected IP:PORT"),
+                ]));
+            }
+        },
+    };
+    let mut effective_config = serde_json::to_value(file).unwrap_or_default();
+    let version = fingerprint(effective_config.to_string().as_bytes());
+    redact_secrets(&mut effective_config);
     Ok(GatewayConfig {
         source: loaded.name.clone(),
+        source_path: None,
+        admin,
         listeners,
         access_log,
         worker_threads: file.server.worker_threads,
@@ -113,6 +152,9 @@ pub fn compile(loaded: &LoadedFile) -> Result<GatewayConfig, ConfigErrors> {
             router,
             upstreams,
             server,
+            version,
+            effective_config,
+            routes: route_summaries(file),
         }),
     })
 }
@@ -220,6 +262,7 @@ fn cluster(
     name: &str,
     upstream: &FileUpstream,
     server: &ServerSettings,
+    previous: Option<&UpstreamCluster>,
     errors: &mut Vec<ConfigError>,
 ) -> UpstreamCluster {
     let timeouts = &upstream.timeouts;
@@ -271,12 +314,22 @@ fn cluster(
                 ));
                 return None;
             };
+            let weight = target.weight.max(1);
+            // Same target, same settings: keep its pool and in-flight count across the reload.
+            let unchanged = previous.and_then(|cluster| {
+                cluster.targets.iter().find(|t| {
+                    t.authority == authority && t.weight == weight && *t.pool.settings() == pool
+                })
+            });
+            if let Some(kept) = unchanged {
+                return Some(Arc::clone(kept));
+            }
             let authority_header = HeaderValue::from_str(&authority).ok()?;
             Some(Arc::new(Target {
                 pool: ConnectionPool::new(authority.clone(), pool.clone()),
                 authority,
                 authority_header,
-                weight: target.weight.max(1),
+                weight,
                 in_flight: AtomicUsize::new(0),
             }))
         })
@@ -419,4 +472,63 @@ fn value_condition(condition: &FileValueMatch) -> ValueCondition {
         FileValueMatch::Presence(p) if p.present => ValueCondition::Present,
         FileValueMatch::Presence(_) => ValueCondition::Absent,
     }
+}
+
+/// One summary per route for the admin API.
+fn route_summaries(file: &FileConfig) -> Vec<RouteSummary> {
+    file.routes
+        .iter()
+        .map(|route| {
+            let m = &route.matcher;
+            RouteSummary {
+                name: route.name.clone(),
+                hosts: m.hosts.clone(),
+                path: m
+                    .path
+                    .clone()
+                    .or_else(|| m.path_prefix.clone())
+                    .unwrap_or_default(),
+                prefix: m.path_prefix.is_some(),
+                methods: m.methods.clone(),
+                upstream: route.upstream.clone().unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+/// Keys whose values are credentials, replaced in what the admin API shows.
+const SECRET_KEYS: [&str; 8] = [
+    "token",
+    "secret",
+    "password",
+    "password_hash",
+    "client_secret",
+    "api_key",
+    "api_keys",
+    "key",
+];
+
+/// Replaces every credential value (by key name) with `"REDACTED"`.
+fn redact_secrets(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                if SECRET_KEYS.contains(&key.as_str()) && !child.is_null() {
+                    *child = serde_json::Value::String("REDACTED".to_owned());
+                } else {
+                    redact_secrets(child);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_secrets),
+        _ => {}
+    }
+}
+
+/// A stable content fingerprint (FNV-1a 64, hex): equal configs, equal versions.
+fn fingerprint(bytes: &[u8]) -> String {
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{hash:016x}")
 }

@@ -19,6 +19,8 @@ pub struct FileConfig {
     pub version: u32,
     /// Where Gantry accepts client connections.
     pub listeners: Vec<FileListener>,
+    /// The admin API, probes and metrics, on their own listener.
+    pub admin: Option<FileAdmin>,
     /// Process-wide settings: trust boundary, limits, threads.
     #[serde(default)]
     pub server: FileServer,
@@ -58,6 +60,16 @@ pub enum FileProtocol {
     Http1,
     /// HTTP/2 over cleartext TCP, by prior knowledge.
     H2c,
+}
+
+/// The admin listener: `/admin/*` (token-protected), `/healthz`, `/readyz`, `/metrics`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileAdmin {
+    /// `IP:PORT` of the admin listener (keep it private, e.g. 127.0.0.1:9901).
+    pub address: String,
+    /// Bearer token required on `/admin/*`; omit the key for none.
+    pub token: Option<String>,
 }
 
 /// Process-wide settings.

@@ -20,11 +20,12 @@ mod structure;
 mod suggest;
 pub mod units;
 mod validate;
+pub mod watch;
 mod yaml;
 
 use std::path::Path;
 
-pub use compile::{compile, load_file, load_str, load_str_with_env};
+pub use compile::{compile, compile_with, load_file, load_str, load_str_with_env, reload_file};
 pub use error::{ConfigError, ConfigErrors};
 pub use source_map::SourceMap;
 pub use validate::{check_credential, validate};

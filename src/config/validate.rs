@@ -27,6 +27,7 @@ pub fn validate(loaded: &LoadedFile) -> Result<(), ConfigErrors> {
     };
     validator.version();
     validator.listeners();
+    validator.admin();
     validator.server();
     validator.observability();
     validator.upstreams();
@@ -98,6 +99,34 @@ impl Validator<'_> {
                 "version",
                 format!("unsupported version {version}: only 1 exists"),
             );
+        }
+    }
+
+    fn admin(&mut self) {
+        let Some(admin) = &self.loaded.config.admin else {
+            return;
+        };
+        match admin.address.parse::<SocketAddr>() {
+            Ok(address) => {
+                let clash = self.loaded.config.listeners.iter().any(|l| {
+                    address.port() != 0 && l.address.parse::<SocketAddr>().ok() == Some(address)
+                });
+                if clash {
+                    self.error(
+                        "admin.address",
+                        format!("address {address} is already used by a listener"),
+                    );
+                }
+            }
+            Err(_) => self.error(
+                "admin.address",
+                format!("invalid address {:?}: expected IP:PORT", admin.address),
+            ),
+        }
+        if let Some(token) = &admin.token
+            && let Some(message) = credential_problem(token)
+        {
+            self.error("admin.token", message);
         }
     }
 

@@ -27,26 +27,41 @@ use crate::runtime::{Limits, ListenerSettings};
 /// Extra room above the configured header limits so hyper never rejects first.
 const HYPER_HEADROOM: u64 = 16 * 1024;
 
-/// Serves one bound listener until `shutdown` turns true, then drains for `grace`.
+/// How an accept loop is asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Keep the socket for a successor loop (a reload changed this listener's settings).
+    Handoff,
+    /// Stop accepting for good (shutdown, or the listener left the config).
+    Close,
+}
+
+/// Accepts on one bound listener until `stop` says so, then hands the socket back.
+///
+/// Connections are watched by `graceful`, which outlives the loop, so whoever stops the loop decides
+/// whether they drain (shutdown, removed listener) or carry on (handoff on reload). Limits are read
+/// from the current runtime snapshot, so a reload applies them to new connections.
 pub async fn serve(
     listener: TcpListener,
     settings: ListenerSettings,
-    limits: Limits,
     state: Arc<EdgeState>,
-    mut shutdown: watch::Receiver<bool>,
-    grace: Duration,
-) {
-    let builder = connection_builder(&settings, &limits);
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    graceful: Arc<GracefulShutdown>,
+    slots: Arc<Semaphore>,
+    mut stop: watch::Receiver<Option<Stop>>,
+) -> TcpListener {
+    let mut snapshot = state.runtime.load_full();
+    let mut builder = connection_builder(&settings, &snapshot.server.limits);
     loop {
+        if stop.borrow_and_update().is_some() {
+            break;
+        }
         // Past max_connections, stop accepting: new connections wait in the kernel's backlog.
         let permit = tokio::select! {
             permit = Arc::clone(&slots).acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => break,
             },
-            _ = shutdown.changed() => break,
+            _ = stop.changed() => break,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -58,10 +73,15 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = shutdown.changed() => break,
+            _ = stop.changed() => break,
         };
+        let current = state.runtime.load();
+        if !Arc::ptr_eq(&current, &snapshot) {
+            snapshot = arc_swap::Guard::into_inner(current);
+            builder = connection_builder(&settings, &snapshot.server.limits);
+        }
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(IdleIo::new(stream, limits.idle_timeout));
+        let io = TokioIo::new(IdleIo::new(stream, snapshot.server.limits.idle_timeout));
         let state = Arc::clone(&state);
         let peer_info = Arc::new(Peer::new(peer));
         let service =
@@ -77,11 +97,15 @@ pub async fn serve(
             drop(permit);
         });
     }
-    drop(listener);
+    listener
+}
+
+/// Lets the connections watched by `graceful` finish their in-flight requests, for at most `grace`.
+pub async fn drain(graceful: GracefulShutdown, grace: Duration, listener: &str) {
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(grace) => {
-            tracing::warn!(listener = %settings.name, "shutdown grace expired with requests in flight");
+            tracing::warn!(listener, "shutdown grace expired with requests in flight");
         }
     }
 }

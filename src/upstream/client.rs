@@ -23,7 +23,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use crate::handler::body::RequestBody;
 
 /// Settings of a target's pool, from `upstreams.*.pool` and `timeouts`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolSettings {
     /// Idle connections kept.
     pub max_idle: usize,
@@ -129,6 +129,16 @@ impl ConnectionPool {
             returned: Notify::new(),
             shared_h2: Mutex::new(None),
         }
+    }
+
+    /// The settings this pool was built with.
+    pub fn settings(&self) -> &PoolSettings {
+        &self.settings
+    }
+
+    /// Connections sitting idle right now.
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().map_or(0, |idle| idle.len())
     }
 
     /// A ready connection: the most recently idle one, or a new one (waiting for a slot under the cap).

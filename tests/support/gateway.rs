@@ -77,6 +77,21 @@ impl TestGateway {
         }
     }
 
+    /// Starts a gateway from a config file (so it can be reloaded), with `${LOG}` as in
+    /// [`TestGateway::start_with`] already substituted by the caller.
+    pub async fn start_file(path: &std::path::Path) -> Self {
+        let log_dir = tempfile::tempdir().expect("temp dir");
+        let config = gantry::config::load_file(path)
+            .unwrap_or_else(|errors| panic!("test config rejected:\n{errors}"));
+        let gateway = gantry::start(config).await.expect("gateway starts");
+        let addr = gateway.addrs()[0].1;
+        Self {
+            gateway: Some(gateway),
+            addr,
+            log_dir,
+        }
+    }
+
     /// Waits until the access log holds at least `n` lines (polling, bounded at 10 s), then
     /// returns every line parsed as JSON.
     pub async fn access_log(&self, n: usize) -> Vec<serde_json::Value> {
@@ -101,7 +116,7 @@ impl Drop for TestGateway {
     fn drop(&mut self) {
         if let Some(gateway) = self.gateway.take() {
             // Stop listening when a test ends without calling shutdown().
-            drop(tokio::spawn(gateway.shutdown()));
+            drop(tokio::spawn(async move { gateway.shutdown().await }));
         }
     }
 }

@@ -1,0 +1,384 @@
+//! The admin listener: probes, metrics, and the `/admin/` API (config, routes, upstreams, reload).
+//!
+//! It runs on its own address (`admin.address`), never on a public listener. Everything under
+//! `/admin/` needs `Authorization: Bearer <admin.token>` when a token is configured (compared in
+//! constant time); `/healthz`, `/readyz` and `/metrics` need none. Answers are JSON; errors are
+//! problem+json in the same shape as the gateway's own. A dozen fixed endpoints are matched with one
+//! `match`, which keeps the admin API free of a web framework.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::task::JoinHandle;
+
+use crate::gateway::{ReloadError, RunningGateway};
+use crate::runtime::AdminSettings;
+use crate::upstream::cluster::UpstreamProtocol;
+
+/// The OpenAPI description of this API, served at `GET /admin/openapi.json`.
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// Binds the admin address and serves until the gateway shuts down.
+pub async fn serve(
+    settings: AdminSettings,
+    gateway: RunningGateway,
+) -> std::io::Result<JoinHandle<()>> {
+    let listener = crate::server::listener::bind(settings.address).await?;
+    let bound = listener.local_addr()?;
+    tracing::info!(address = %bound, "admin API listening");
+    eprintln!("gantry: admin on http://{bound}");
+    let mut stop = gateway.background_stop();
+    let token = settings.token.map(|t| t.into_bytes());
+    gateway.set_admin_addr(bound);
+    Ok(tokio::spawn(async move {
+        loop {
+            let (stream, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(_) => continue,
+                },
+                _ = stop.changed() => return,
+            };
+            let gateway = gateway.clone();
+            let token = token.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req| {
+                    let gateway = gateway.clone();
+                    let token = token.clone();
+                    async move { Ok::<_, Infallible>(handle(&gateway, token.as_deref(), req).await) }
+                });
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }))
+}
+
+async fn handle(
+    gateway: &RunningGateway,
+    token: Option<&[u8]>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    if path.starts_with("/admin/") && !authorized(token, req.headers()) {
+        let mut rsp = problem(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this endpoint needs Authorization: Bearer <admin.token>",
+            &path,
+        );
+        rsp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return rsp;
+    }
+    let allow = match path.as_str() {
+        "/healthz"
+        | "/readyz"
+        | "/metrics"
+        | "/admin/config"
+        | "/admin/routes"
+        | "/admin/upstreams"
+        | "/admin/status"
+        | "/admin/openapi.json" => "GET",
+        "/admin/reload" => "POST",
+        _ => {
+            return problem(
+                StatusCode::NOT_FOUND,
+                "no-route",
+                "no such admin endpoint",
+                &path,
+            );
+        }
+    };
+    if method.as_str() != allow {
+        let mut rsp = problem(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            &format!("use {allow}"),
+            &path,
+        );
+        rsp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
+        return rsp;
+    }
+    match path.as_str() {
+        "/healthz" => json(StatusCode::OK, &serde_json::json!({ "status": "alive" })),
+        "/readyz" => readiness(gateway, &path),
+        "/metrics" => metrics(gateway),
+        "/admin/config" => {
+            let runtime = gateway.runtime();
+            json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "version": runtime.version,
+                    "config": runtime.effective_config,
+                }),
+            )
+        }
+        "/admin/routes" => json(StatusCode::OK, &gateway.runtime().routes),
+        "/admin/upstreams" => json(StatusCode::OK, &upstreams(gateway)),
+        "/admin/status" => json(StatusCode::OK, &gateway.status()),
+        "/admin/openapi.json" => {
+            let mut rsp = Response::new(Full::new(Bytes::from_static(OPENAPI.as_bytes())));
+            rsp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            rsp
+        }
+        _ => reload(gateway, &path).await,
+    }
+}
+
+fn readiness(gateway: &RunningGateway, path: &str) -> Response<Full<Bytes>> {
+    if gateway.is_draining() {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "the gateway is shutting down",
+            path,
+        );
+    }
+    json(
+        StatusCode::OK,
+        &serde_json::json!({ "status": "ready", "version": gateway.runtime().version }),
+    )
+}
+
+async fn reload(gateway: &RunningGateway, path: &str) -> Response<Full<Bytes>> {
+    match gateway.reload().await {
+        Ok(status) => json(StatusCode::OK, &status),
+        Err(ReloadError::Invalid(errors)) => {
+            let lines: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
+            let mut body = problem_body(
+                StatusCode::BAD_REQUEST,
+                "invalid-config",
+                "the new config was rejected; the running config keeps serving",
+                path,
+            );
+            body["errors"] = serde_json::json!(lines);
+            problem_response(StatusCode::BAD_REQUEST, &body)
+        }
+        Err(err @ ReloadError::NoSource) => problem(
+            StatusCode::CONFLICT,
+            "reload-unavailable",
+            &err.to_string(),
+            path,
+        ),
+        Err(err @ ReloadError::Bind(_)) => problem(
+            StatusCode::BAD_REQUEST,
+            "invalid-config",
+            &err.to_string(),
+            path,
+        ),
+        Err(err @ ReloadError::ShuttingDown) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            &err.to_string(),
+            path,
+        ),
+    }
+}
+
+fn upstreams(gateway: &RunningGateway) -> serde_json::Value {
+    let runtime = gateway.runtime();
+    let list: Vec<serde_json::Value> = runtime
+        .upstreams
+        .values()
+        .map(|cluster| {
+            let targets: Vec<serde_json::Value> = cluster
+                .targets
+                .iter()
+                .map(|target| {
+                    serde_json::json!({
+                        "target": target.authority,
+                        "weight": target.weight,
+                        "in_flight": target.in_flight.load(Ordering::Relaxed),
+                        "idle_connections": target.pool.idle_count(),
+                        // Health checks and breakers come with the resilience work: until then
+                        // every target is in rotation and no breaker exists.
+                        "health": "unchecked",
+                        "breaker": "none",
+                        "ejected_until": null,
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "name": &*cluster.name,
+                "protocol": match cluster.protocol {
+                    UpstreamProtocol::Http1 => "http1",
+                    UpstreamProtocol::Http2 => "h2",
+                },
+                "targets": targets,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(list)
+}
+
+/// Prometheus text exposition of what exists so far (the observability work extends it).
+fn metrics(gateway: &RunningGateway) -> Response<Full<Bytes>> {
+    let status = gateway.status();
+    let runtime = gateway.runtime();
+    let mut out = String::with_capacity(2048);
+    let _ = writeln!(
+        out,
+        "# HELP gantry_config_info The config in force (version = content fingerprint)."
+    );
+    let _ = writeln!(out, "# TYPE gantry_config_info gauge");
+    let _ = writeln!(
+        out,
+        "gantry_config_info{{version=\"{}\"}} 1",
+        status.version
+    );
+    let _ = writeln!(
+        out,
+        "# HELP gantry_config_loaded_timestamp_seconds When the config in force was loaded."
+    );
+    let _ = writeln!(out, "# TYPE gantry_config_loaded_timestamp_seconds gauge");
+    let _ = writeln!(
+        out,
+        "gantry_config_loaded_timestamp_seconds {:.3}",
+        status.loaded_at_unix
+    );
+    let _ = writeln!(
+        out,
+        "# HELP gantry_config_reloads_total Config reloads by result."
+    );
+    let _ = writeln!(out, "# TYPE gantry_config_reloads_total counter");
+    let _ = writeln!(
+        out,
+        "gantry_config_reloads_total{{result=\"success\"}} {}",
+        status.reloads_succeeded
+    );
+    let _ = writeln!(
+        out,
+        "gantry_config_reloads_total{{result=\"failure\"}} {}",
+        status.reloads_failed
+    );
+    let _ = writeln!(
+        out,
+        "# HELP gantry_config_last_reload_successful Whether the last reload was applied (1) or rejected (0)."
+    );
+    let _ = writeln!(out, "# TYPE gantry_config_last_reload_successful gauge");
+    let _ = writeln!(
+        out,
+        "gantry_config_last_reload_successful {}",
+        u8::from(status.last_error.is_none())
+    );
+    let _ = writeln!(
+        out,
+        "# HELP gantry_draining Whether the gateway is shutting down."
+    );
+    let _ = writeln!(out, "# TYPE gantry_draining gauge");
+    let _ = writeln!(out, "gantry_draining {}", u8::from(gateway.is_draining()));
+    let _ = writeln!(
+        out,
+        "# HELP gantry_upstream_requests_in_flight Requests in flight per target."
+    );
+    let _ = writeln!(out, "# TYPE gantry_upstream_requests_in_flight gauge");
+    for cluster in runtime.upstreams.values() {
+        for target in &cluster.targets {
+            let _ = writeln!(
+                out,
+                "gantry_upstream_requests_in_flight{{upstream=\"{}\",target=\"{}\"}} {}",
+                cluster.name,
+                target.authority,
+                target.in_flight.load(Ordering::Relaxed)
+            );
+        }
+    }
+    let mut rsp = Response::new(Full::new(Bytes::from(out)));
+    rsp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    rsp
+}
+
+/// Whether the request carries the admin token (always true when none is configured).
+fn authorized(token: Option<&[u8]>, headers: &http::HeaderMap) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .unwrap_or_default();
+    constant_time_eq(presented, token)
+}
+
+/// Compares without an early exit, so the time taken does not reveal how much of a guess matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let len = a.len().max(b.len());
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..len {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut rsp = Response::new(Full::new(Bytes::from(body)));
+    *rsp.status_mut() = status;
+    rsp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    rsp
+}
+
+/// An admin error in the gateway's problem+json shape.
+fn problem(status: StatusCode, slug: &str, detail: &str, instance: &str) -> Response<Full<Bytes>> {
+    problem_response(status, &problem_body(status, slug, detail, instance))
+}
+
+fn problem_body(status: StatusCode, slug: &str, detail: &str, instance: &str) -> serde_json::Value {
+    serde_json::json!({
+        "type": format!("urn:gantry:problem:{slug}"),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+        "instance": instance,
+        "request_id": uuid::Uuid::now_v7().to_string(),
+    })
+}
+
+fn problem_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut rsp = json(status, body);
+    rsp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    rsp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison_is_exact() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+
+    #[test]
+    fn the_openapi_document_is_json() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        assert!(doc["paths"]["/admin/reload"].is_object());
+    }
+}
