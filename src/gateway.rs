@@ -465,8 +465,10 @@ impl RunningGateway {
     pub async fn shutdown(&self) {
         self.shared.draining.store(true, Ordering::Relaxed);
         let grace = self.shutdown_grace();
-        let mut listeners = self.shared.listeners.lock().await;
-        let closing: Vec<_> = std::mem::take(&mut *listeners)
+        // Take the listeners and release the lock at once: a reload waiting for it (file watcher,
+        // admin API) then sees `draining` and gives up instead of blocking the shutdown.
+        let listeners = std::mem::take(&mut *self.shared.listeners.lock().await);
+        let closing: Vec<_> = listeners
             .into_values()
             .map(|handle| close_listener(handle, grace))
             .collect();

@@ -163,3 +163,47 @@ async fn the_demo_runs_with_nothing_else_and_balances_its_users_service() {
     gantry.signal("INT");
     assert_eq!(gantry.wait_exit(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_config_file() {
+    let upstream = Upstream::start("hup").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gantry.yaml");
+    let text = |route: &str| {
+        format!(
+            "version: 1
+listeners:
+  - {{ name: public, address: \"127.0.0.1:0\" }}
+observability:
+  access_log: {{ format: off }}
+upstreams:
+  backend:
+    targets: [{{ url: \"{}\" }}]
+routes:
+  - {{ name: r, match: {{ path: {route} }}, upstream: backend }}
+",
+            upstream.url()
+        )
+    };
+    std::fs::write(&config, text("/before")).unwrap();
+    let mut gantry = Gantry::spawn(&["run", "-c", config.to_str().unwrap()]);
+    let url = gantry.listener_url();
+    let client = http1_client();
+    assert_eq!(client.get(&format!("{url}/before")).await.0, 200);
+
+    // Write in place (no rename) so only SIGHUP, not necessarily the watcher, is what we rely on.
+    std::fs::write(&config, text("/after")).unwrap();
+    gantry.signal("HUP");
+    let mut reloaded = false;
+    for _ in 0..1000 {
+        if client.get(&format!("{url}/after")).await.0 == 200 {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(reloaded, "SIGHUP did not reload the config");
+    assert_eq!(client.get(&format!("{url}/before")).await.0, 404);
+    gantry.signal("TERM");
+    assert_eq!(gantry.wait_exit(), Some(0));
+}
