@@ -368,7 +368,10 @@ impl Validator<'_> {
     fn routes(&mut self) {
         let routes = &self.loaded.config.routes;
         let mut names: HashMap<&str, String> = HashMap::new();
-        let mut shapes: Vec<(usize, Shape)> = Vec::new();
+        // Only routes with the same hosts and path can shadow each other: group by that key so
+        // a 10,000-route file is checked in near-linear time.
+        let mut shapes: HashMap<(BTreeSet<String>, (bool, String)), Vec<(usize, Shape)>> =
+            HashMap::new();
         for (i, route) in routes.iter().enumerate() {
             let base = child_index("routes", i);
             let name_path = child_key(&base, "name");
@@ -390,8 +393,10 @@ impl Validator<'_> {
             let template = self.route_match(&base, &route.matcher);
             self.rewrite(&base, route, template.as_ref());
             if let Some(shape) = Shape::of(&route.matcher, template.as_ref()) {
-                if let Some((earlier, _)) =
-                    shapes.iter().find(|(_, earlier)| earlier.covers(&shape))
+                let group = shapes
+                    .entry((shape.hosts.clone(), shape.path.clone()))
+                    .or_default();
+                if let Some((earlier, _)) = group.iter().find(|(_, earlier)| earlier.covers(&shape))
                 {
                     let first = &routes[*earlier];
                     let line = self.line(&child_key(&child_index("routes", *earlier), "name"));
@@ -403,7 +408,7 @@ impl Validator<'_> {
                         ),
                     );
                 }
-                shapes.push((i, shape));
+                group.push((i, shape));
             }
         }
     }
