@@ -82,12 +82,19 @@ fn init_tracing() {
         .init();
 }
 
+/// One worker thread means one core: a current-thread runtime then avoids the work-stealing
+/// scheduler's cross-thread wake-ups (measured in bench/). More threads get the multi-thread one.
 fn runtime(worker_threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = worker_threads {
-        builder.worker_threads(threads.max(1));
+    match worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(threads) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
     }
-    builder.enable_all().build()
 }
 
 /// Printed once the listeners are bound (the demo's "try this" text).
@@ -155,7 +162,12 @@ async fn wait_for_shutdown(gateway: &gantry::RunningGateway) {
 
 fn demo(listen: &str) -> ExitCode {
     // The demo upstreams live on their own small runtime so the gateway's runtime stays as configured.
-    let upstream_rt = match runtime(Some(1)) {
+    // (A multi-thread runtime: its workers keep running the upstreams outside `block_on`.)
+    let upstream_rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("cannot start the demo upstreams: {err}");
