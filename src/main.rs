@@ -4,6 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc: fewer cycles per allocation than glibc's malloc on the request path (bench/).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use gantry::config::{self, ConfigErrors};
 use gantry::demo::{DEMO_CONFIG, DemoUpstreams};
 
