@@ -370,8 +370,7 @@ impl Validator<'_> {
         let mut names: HashMap<&str, String> = HashMap::new();
         // Only routes with the same hosts and path can shadow each other: group by that key so
         // a 10,000-route file is checked in near-linear time.
-        let mut shapes: HashMap<(BTreeSet<String>, (bool, String)), Vec<(usize, Shape)>> =
-            HashMap::new();
+        let mut shapes: HashMap<ShapeKey, Vec<(usize, Shape)>> = HashMap::new();
         for (i, route) in routes.iter().enumerate() {
             let base = child_index("routes", i);
             let name_path = child_key(&base, "name");
@@ -602,6 +601,9 @@ impl Validator<'_> {
         }
     }
 }
+
+/// Hosts and (prefix?, path): only routes with the same key can shadow each other.
+type ShapeKey = (BTreeSet<String>, (bool, String));
 
 /// What decides whether a route matches, normalised so equal conditions compare equal.
 #[derive(Debug)]
