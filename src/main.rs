@@ -97,7 +97,9 @@ fn runtime(worker_threads: Option<usize>) -> std::io::Result<tokio::runtime::Run
             .worker_threads(threads.max(1))
             .enable_all()
             .build(),
-        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
     }
 }
 
