@@ -282,8 +282,15 @@ fn request_id(headers: &HeaderMap, name: &http::HeaderName) -> HeaderValue {
             return value.clone();
         }
     }
+    // UUIDv7 from the thread-local generator: `Uuid::now_v7` asks the OS for randomness on every
+    // call (one getrandom syscall per request, measured with strace).
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let random: [u8; 10] = rand::random();
+    let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
     let mut buffer = uuid::Uuid::encode_buffer();
-    let text = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buffer);
+    let text = id.hyphenated().encode_lower(&mut buffer);
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 

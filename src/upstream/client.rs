@@ -146,27 +146,18 @@ impl ConnectionPool {
         if self.settings.http2 {
             return self.checkout_h2().await;
         }
+        // Fast path: a live idle connection, without registering for wake-ups.
+        if let Some(connection) = self.take_idle().await {
+            return Ok(connection);
+        }
         loop {
-            // Registered before looking at the idle list, so a connection returned in between
-            // still wakes us (a waiter for a slot must also take a connection that comes back).
+            // Registered before looking at the idle list again, so a connection returned in
+            // between still wakes us (a waiter for a slot must also take one that comes back).
             let returned = self.returned.notified();
             tokio::pin!(returned);
             returned.as_mut().enable();
-            while let Some(idle) = self.pop_idle() {
-                let IdleConnection {
-                    mut sender, permit, ..
-                } = idle;
-                if sender.is_closed() {
-                    continue;
-                }
-                // The previous response's body is read; the connection becomes ready almost at once.
-                if sender.ready().await.is_ok() {
-                    return Ok(PooledConnection {
-                        sender: Sender::Http1(sender),
-                        permit,
-                        reused: true,
-                    });
-                }
+            if let Some(connection) = self.take_idle().await {
+                return Ok(connection);
             }
             tokio::select! {
                 permit = Arc::clone(&self.open).acquire_owned() => {
@@ -175,6 +166,27 @@ impl ConnectionPool {
                 () = &mut returned => {}
             }
         }
+    }
+
+    /// The most recently idle connection that is still usable, if any.
+    async fn take_idle(&self) -> Option<PooledConnection> {
+        while let Some(idle) = self.pop_idle() {
+            let IdleConnection {
+                mut sender, permit, ..
+            } = idle;
+            if sender.is_closed() {
+                continue;
+            }
+            // The previous response's body is read; the connection becomes ready almost at once.
+            if sender.ready().await.is_ok() {
+                return Some(PooledConnection {
+                    sender: Sender::Http1(sender),
+                    permit,
+                    reused: true,
+                });
+            }
+        }
+        None
     }
 
     async fn connect_http1(
