@@ -1,25 +1,32 @@
 """Runs the proxies in turn against one nginx backend, pinned: load generator on core 0, proxy and
 backend on core 1. Interleaves the peers over several rounds and reports medians and ratios.
 
-Called by bench/run (which installs the tools and builds Gantry in release)."""
+Called by bench/run (which installs the tools and builds Gantry in release). Env: BENCH_DURATION
+(seconds per measurement, default 8), BENCH_ROUNDS (default 3), BENCH_WARMUP (seconds, default 2),
+BENCH_RECORD=0 (print only: leave results/latest.json and RESULTS.md alone)."""
 
 import datetime
 import json
 import os
 import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUN = os.path.join(HERE, "tmp")
 GANTRY = os.path.join(HERE, "..", "target", "release", "gantry")
 DURATION = int(os.environ.get("BENCH_DURATION", "8"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LOAD_CORE, SERVER_CORE = "0", "1"
+RECORD = os.environ.get("BENCH_RECORD", "1") != "0"  # BENCH_RECORD=0: print only, write nothing
+BACKEND_PORT = 18100
 
 PEERS = {
     # name: (command or None, http1 port, h2c port or None)
@@ -41,15 +48,47 @@ def pinned(cmd, core):
     return ["taskset", "-c", core] + cmd
 
 
-def start(cmd):
+def start(name, cmd, port):
+    """Starts a server pinned to the server core, in its own process group, and waits until `port`
+    answers `GET /` with the backend's body (so a proxy is checked end to end)."""
+    log = open(os.path.join(RUN, f"{name}.log"), "w")
     proc = subprocess.Popen(
-        pinned(cmd, SERVER_CORE), cwd=HERE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        pinned(cmd, SERVER_CORE), cwd=HERE, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    time.sleep(0.7)
-    if proc.poll() is not None:
-        sys.exit(f"{cmd[0]} exited at start (code {proc.returncode})")
+    deadline = time.monotonic() + 10
+    while True:
+        if proc.poll() is not None:
+            sys.exit(f"{name} exited at start (code {proc.returncode}); see bench/tmp/{name}.log")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as resp:
+                if resp.status == 200 and resp.read() == b"hello\n":
+                    break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            stop(proc)
+            sys.exit(f"{name} did not serve GET / on port {port} within 10s; see bench/tmp/{name}.log")
+        time.sleep(0.1)
     return proc
+
+
+def ports_free():
+    busy = []
+    for _, port, h2_port in PEERS.values():  # the backend's port is the "direct" peer's
+        for p in {port, h2_port} - {None}:
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no conflict
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    busy.append(p)
+    if busy:
+        sys.exit(f"ports already in use: {busy} (a previous run left servers behind?)")
+
+
+def on_signal(signum, _frame):
+    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the servers
 
 
 def stop(proc):
@@ -102,8 +141,8 @@ def rss_kib(pids):
 
 
 def to_ms(text):
-    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
 def run_wrk(port, connections, script=None, duration=DURATION):
@@ -112,21 +151,43 @@ def run_wrk(port, connections, script=None, duration=DURATION):
         cmd += ["-s", os.path.join(HERE, script)]
     cmd.append(f"http://127.0.0.1:{port}/")
     out = subprocess.run(pinned(cmd, LOAD_CORE), capture_output=True, text=True).stdout
+    try:
+        return parse_wrk(out)
+    except (AttributeError, ValueError) as e:
+        with open(os.path.join(RUN, "wrk-unparsed.txt"), "w") as f:
+            f.write(out)
+        raise RuntimeError(f"cannot parse wrk output ({e}); saved in bench/tmp/wrk-unparsed.txt") from e
+
+
+def parse_wrk(out):
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: (.*)", out)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {
         "requests": requests,
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50_ms": to_ms(re.search(r"50%\s+(\S+)", out).group(1)),
-        "p99_ms": to_ms(re.search(r"99%\s+(\S+)", out).group(1)),
-        "errors": (int(errors.group(1)) if errors else 0) + (1 if socket_errors else 0),
+        # anchored: "+/- Stdev" columns such as "80.99%" must not be taken for the distribution
+        "p50_ms": to_ms(re.search(r"^\s+50%\s+(\S+)$", out, re.M).group(1)),
+        "p99_ms": to_ms(re.search(r"^\s+99%\s+(\S+)$", out, re.M).group(1)),
+        "errors": (int(errors.group(1)) if errors else 0)
+        + (sum(int(g) for g in socket_errors.groups()) if socket_errors else 0),
     }
 
 
+def percentile(sorted_values, q):
+    if not sorted_values:
+        return None
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
 def run_h2load(port, duration=DURATION):
-    cmd = ["h2load", "-c50", "-m10", "-t1", f"-D{duration}", f"http://127.0.0.1:{port}/"]
+    log = os.path.join(RUN, "h2load.log")
+    cmd = ["h2load", "-c50", "-m10", "-t1", f"-D{duration}", f"--log-file={log}",
+           f"http://127.0.0.1:{port}/"]
     out = subprocess.run(pinned(cmd, LOAD_CORE), capture_output=True, text=True).stdout
+    with open(log) as f:  # one line per request: start (us since epoch), status, duration (us)
+        durations = sorted(int(line.split()[2]) / 1000 for line in f if line.strip())
+    os.unlink(log)
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
     rps = re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out)
     mean = re.search(r"time for request:\s+\S+\s+\S+\s+(\S+)", out)
@@ -134,17 +195,18 @@ def run_h2load(port, duration=DURATION):
     return {
         "requests": succeeded,
         "rps": float(rps.group(1)) if rps else 0.0,
-        "p50_ms": None,  # h2load reports min/max/mean only
-        "p99_ms": None,
+        "p50_ms": percentile(durations, 0.50),
+        "p99_ms": percentile(durations, 0.99),
         "mean_ms": to_ms(mean.group(1)) if mean else None,
         "errors": (int(done.group(1)) - succeeded) if done else 1,
     }
 
 
-def measure(scenario, port, h2_port, pids):
+def measure(scenario, port, h2_port, pids, backend_pids):
     if scenario == "h2-c50" and h2_port is None:
         return None
     before = cpu_ticks(pids)
+    backend_before = cpu_ticks(backend_pids)
     if scenario == "get-c50":
         result = run_wrk(port, 50)
     elif scenario == "get-c200":
@@ -154,8 +216,11 @@ def measure(scenario, port, h2_port, pids):
     else:
         result = run_h2load(h2_port)
     ticks = cpu_ticks(pids) - before
+    backend_ticks = cpu_ticks(backend_pids) - backend_before
     if pids and result["requests"]:
         result["cpu_us_per_req"] = ticks * 1e6 / CLK_TCK / result["requests"]
+    if result["requests"]:
+        result["backend_cpu_us_per_req"] = backend_ticks * 1e6 / CLK_TCK / result["requests"]
     result["rss_kib"] = rss_kib(pids) if pids else None
     return result
 
@@ -166,8 +231,12 @@ def median(values):
 
 
 def main():
-    backend = start(["nginx", "-p", HERE + "/", "-c", "nginx-backend.conf"])
-    samples = {}  # (peer, scenario) -> [result]
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
+    ports_free()
+    backend = start("backend", ["nginx", "-p", HERE + "/", "-c", "nginx-backend.conf"], BACKEND_PORT)
+    backend_pids = group_pids(backend)
+    samples = {}  # (peer, scenario) -> [result], one per round
     idle_rss = {}
     try:
         for round_no in range(ROUNDS):
@@ -176,18 +245,20 @@ def main():
             order = order[round_no % len(order):] + order[:round_no % len(order)]
             for peer in order:
                 cmd, port, h2_port = PEERS[peer]
-                proc = start(cmd) if cmd else None
-                pids = group_pids(proc)
-                if pids and peer not in idle_rss:
-                    idle_rss[peer] = rss_kib(pids)
+                proc = start(peer, cmd, port) if cmd else None
                 try:
-                    run_wrk(port, 50, duration=2)  # warm-up: pools, caches
+                    pids = group_pids(proc)
+                    if pids and peer not in idle_rss:
+                        idle_rss[peer] = rss_kib(pids)
+                    run_wrk(port, 50, duration=WARMUP)  # warm-up: pools, caches
                     for scenario, _ in SCENARIOS:
-                        result = measure(scenario, port, h2_port, pids)
+                        result = measure(scenario, port, h2_port, pids, backend_pids)
                         if result is not None:
                             samples.setdefault((peer, scenario), []).append(result)
-                            print(f"round {round_no + 1} {peer:8} {scenario:12} "
-                                  f"{result['rps']:>10.0f} req/s", flush=True)
+                            cpu = result.get("cpu_us_per_req")
+                            print(f"round {round_no + 1}/{ROUNDS} {peer:8} {scenario:12} "
+                                  f"{result['rps']:>9.0f} req/s  p99 {fmt(result['p99_ms'], '.2f')} ms  "
+                                  f"cpu {fmt(cpu, '.1f')} us/req  errors {result['errors']}", flush=True)
                 finally:
                     stop(proc)
     finally:
@@ -195,15 +266,26 @@ def main():
     report(samples, idle_rss)
 
 
+def fmt(value, spec, width=0):
+    return (format(value, spec) if value is not None else "-").rjust(width)
+
+
+KEYS = ["rps", "p50_ms", "p99_ms", "mean_ms", "cpu_us_per_req", "backend_cpu_us_per_req", "rss_kib"]
+
+
 def report(samples, idle_rss):
     table = {}
     for (peer, scenario), results in samples.items():
-        table.setdefault(scenario, {})[peer] = {
-            key: median([r.get(key) for r in results])
-            for key in ["rps", "p50_ms", "p99_ms", "mean_ms", "cpu_us_per_req", "rss_kib", "errors"]
-        }
+        row = {key: median([r.get(key) for r in results]) for key in KEYS}
+        rps = [r["rps"] for r in results]
+        row["rps_spread"] = (max(rps) - min(rps)) / row["rps"] if row["rps"] else None
+        row["errors"] = sum(r["errors"] for r in results)  # total over the rounds, not a median
+        row["rounds"] = len(results)
+        table.setdefault(scenario, {})[peer] = row
+
     lines = []
-    header = f"{'scenario':13} {'peer':8} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU us/req':>10} {'RSS MiB':>8}"
+    header = (f"{'scenario':12} {'peer':8} {'req/s':>8} {'spread':>6} {'p50 ms':>7} {'p99 ms':>7} "
+              f"{'CPU us/req':>10} {'backend':>7} {'RSS MiB':>7} {'errors':>6}")
     lines.append(header)
     lines.append("-" * len(header))
     ratios = {}
@@ -213,40 +295,67 @@ def report(samples, idle_rss):
             r = peers.get(peer)
             if not r:
                 continue
-            fmt = lambda v, spec: format(v, spec) if v is not None else "-".rjust(int(spec.split(".")[0].lstrip(">")))
             rss = r["rss_kib"] / 1024 if r["rss_kib"] else None
-            lat50 = r["p50_ms"] if r["p50_ms"] is not None else r.get("mean_ms")
-            lines.append(f"{scenario:13} {peer:8} {fmt(r['rps'], '>9.0f')} {fmt(lat50, '>7.2f')} "
-                         f"{fmt(r['p99_ms'], '>7.2f')} {fmt(r['cpu_us_per_req'], '>10.1f')} {fmt(rss, '>8.1f')}")
+            spread = f"{r['rps_spread'] * 100:.0f}%" if r["rps_spread"] is not None else "-"
+            lines.append(
+                f"{scenario:12} {peer:8} {fmt(r['rps'], '.0f', 8)} {spread:>6} {fmt(r['p50_ms'], '.2f', 7)} "
+                f"{fmt(r['p99_ms'], '.2f', 7)} {fmt(r['cpu_us_per_req'], '.1f', 10)} "
+                f"{fmt(r['backend_cpu_us_per_req'], '.1f', 7)} {fmt(rss, '.1f', 7)} {r['errors']:>6}")
         g = peers.get("gantry")
         for other in ["nginx", "haproxy"]:
             o = peers.get(other)
             if g and o and o["rps"]:
+                div = lambda a, b: (g[a] / o[b]) if g.get(a) and o.get(b) else None
                 ratios.setdefault(scenario, {})[f"gantry/{other}"] = {
-                    "rps": g["rps"] / o["rps"],
-                    "cpu_per_req": (g["cpu_us_per_req"] / o["cpu_us_per_req"])
-                    if g.get("cpu_us_per_req") and o.get("cpu_us_per_req") else None,
-                    "p99": (g["p99_ms"] / o["p99_ms"]) if g.get("p99_ms") and o.get("p99_ms") else None,
+                    "rps": div("rps", "rps"),
+                    "cpu_per_req": div("cpu_us_per_req", "cpu_us_per_req"),
+                    "p50": div("p50_ms", "p50_ms"),
+                    "p99": div("p99_ms", "p99_ms"),
+                    "rss": div("rss_kib", "rss_kib"),
                 }
         lines.append("")
-    lines.append("ratios (Gantry / peer): req/s, CPU per request, p99")
+    lines.append("ratios Gantry / peer (of the medians above; req/s: higher is better, the rest: lower is better)")
+    lines.append(f"  {'scenario':12} {'vs':8} {'req/s':>6} {'CPU/req':>7} {'p50':>6} {'p99':>6} {'RSS':>6}")
     for scenario, by_peer in ratios.items():
         for name, r in by_peer.items():
-            cpu = f"{r['cpu_per_req']:.2f}" if r["cpu_per_req"] else "-"
-            p99 = f"{r['p99']:.2f}" if r["p99"] else "-"
-            lines.append(f"  {scenario:13} {name:15} req/s x{r['rps']:.2f}  cpu x{cpu}  p99 x{p99}")
+            lines.append(f"  {scenario:12} {name.split('/')[1]:8} {fmt(r['rps'], '.2f', 6)} "
+                         f"{fmt(r['cpu_per_req'], '.2f', 7)} {fmt(r['p50'], '.2f', 6)} "
+                         f"{fmt(r['p99'], '.2f', 6)} {fmt(r['rss'], '.2f', 6)}")
     lines.append("")
-    lines.append("idle RSS (MiB): " + ", ".join(f"{p} {v / 1024:.1f}" for p, v in idle_rss.items()))
-    lines.append("skipped: scenario 5 (JWT auth + local rate limit + metrics) needs those features")
+    lines.append("idle RSS after start-up and one request (MiB): "
+                 + ", ".join(f"{p} {v / 1024:.1f}" for p, v in idle_rss.items()))
+    lines.append("scenario 5 (Gantry with JWT auth + local rate limit + metrics): skipped: needs auth/rate-limit/metrics")
     text = "\n".join(lines)
     print()
     print(text)
+    if not RECORD:
+        return
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    rev = git_rev()
     with open(os.path.join(HERE, "results", "latest.json"), "w") as f:
-        json.dump({"when": stamp, "duration_s": DURATION, "rounds": ROUNDS, "medians": table,
+        json.dump({"when": stamp, "gantry_commit": rev, "duration_s": DURATION, "rounds": ROUNDS,
+                   "tools": tool_versions(), "scenarios": dict(SCENARIOS), "medians": table,
                    "ratios": ratios, "idle_rss_kib": idle_rss}, f, indent=2)
+        f.write("\n")
     with open(os.path.join(HERE, "RESULTS.md"), "a") as f:
-        f.write(f"\n## {stamp} ({ROUNDS} rounds x {DURATION}s, medians)\n\n```\n{text}\n```\n")
+        f.write(f"\n## {stamp}, Gantry {rev} ({ROUNDS} rounds x {DURATION}s, medians)\n\n```\n{text}\n```\n")
+    print(f"\nwrote bench/results/latest.json, appended to bench/RESULTS.md")
+
+
+def git_rev():
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True).stdout.strip()
+    rev = git("rev-parse", "--short", "HEAD") or "unknown"
+    return rev + ("+dirty" if git("status", "--porcelain", "--", "../src", "../Cargo.toml", "../Cargo.lock") else "")
+
+
+def tool_versions():
+    def first_line(cmd):
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        return (r.stdout + r.stderr).strip().splitlines()[0] if (r.stdout + r.stderr).strip() else None
+    return {"nginx": first_line(["nginx", "-v"]), "haproxy": first_line(["haproxy", "-v"]),
+            "wrk": first_line(["wrk", "-v"]), "h2load": first_line(["h2load", "--version"]),
+            "kernel": os.uname().release, "cpus": os.cpu_count()}
 
 
 if __name__ == "__main__":
