@@ -1,16 +1,16 @@
-//! The located YAML tree → `serde_json::Value`, recording every key path's location.
+//! The located YAML tree → `serde_json::Value`.
 //!
 //! This is where `${VAR}` substitution and YAML 1.2 core-schema typing happen, in that order, so
 //! `port: ${PORT}` can become an integer while a quoted scalar always stays a string. Duplicate
 //! keys are refused here (at the second key) because only here is the key path known. YAML merge
 //! keys (`<<: *defaults`) are honoured: explicit keys win, then earlier merge sources.
 
-use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use serde_json::{Map, Number, Value};
 
 use super::env;
-use super::source_map::{Loc, SourceMap, child_index, child_key};
+use super::source_map::{Loc, is_merge_key};
 use super::yaml::{Node, Scalar};
 
 /// One problem found while converting, before the file name is attached.
@@ -28,15 +28,15 @@ pub(crate) struct Problem {
 pub(crate) fn to_json(
     root: &Node,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(Value, SourceMap), Vec<Problem>> {
+) -> Result<Value, Vec<Problem>> {
     let mut converter = Converter {
         env,
-        source_map: SourceMap::default(),
+        path: String::new(),
         problems: Vec::new(),
     };
-    let value = converter.node(root, "");
+    let value = converter.node(root);
     if converter.problems.is_empty() {
-        Ok((value, converter.source_map))
+        Ok(value)
     } else {
         converter.problems.sort_by_key(|problem| problem.loc);
         // An aliased node is converted once per use; report each of its problems once.
@@ -49,51 +49,64 @@ pub(crate) fn to_json(
 
 struct Converter<'a> {
     env: &'a dyn Fn(&str) -> Option<String>,
-    source_map: SourceMap,
+    /// The key path of the node being converted (see [`super::source_map`]), kept in one buffer
+    /// because it is only read when there is a problem to report.
+    path: String,
     problems: Vec<Problem>,
 }
 
 impl Converter<'_> {
-    fn problem(&mut self, loc: Loc, path: &str, message: impl Into<String>) {
+    fn problem(&mut self, loc: Loc, message: impl Into<String>) {
         self.problems.push(Problem {
             loc,
-            path: path.to_owned(),
+            path: self.path.clone(),
             message: message.into(),
         });
     }
 
-    fn node(&mut self, node: &Node, path: &str) -> Value {
-        if !path.is_empty() {
-            self.source_map.insert_value(path, node.loc());
+    /// Runs `convert` with `.key` (or `key` at the root) appended to the path.
+    fn at_key<T>(&mut self, key: &str, convert: impl FnOnce(&mut Self) -> T) -> T {
+        let len = self.path.len();
+        if len != 0 {
+            self.path.push('.');
         }
+        self.path.push_str(key);
+        let result = convert(self);
+        self.path.truncate(len);
+        result
+    }
+
+    fn node(&mut self, node: &Node) -> Value {
         match node {
-            Node::Scalar(scalar) => self.scalar(scalar, path),
+            Node::Scalar(scalar) => self.scalar(scalar),
             Node::Sequence(items, _) => Value::Array(
                 items
                     .iter()
                     .enumerate()
                     .map(|(i, item)| {
-                        let item_path = child_index(path, i);
-                        self.source_map.insert_key(&item_path, item.loc());
-                        self.node(item, &item_path)
+                        let len = self.path.len();
+                        // Writing to a String cannot fail.
+                        let _ = write!(self.path, "[{i}]");
+                        let value = self.node(item);
+                        self.path.truncate(len);
+                        value
                     })
                     .collect(),
             ),
-            Node::Mapping(entries, loc) => self.mapping(entries, *loc, path),
+            Node::Mapping(entries, _) => self.mapping(entries),
         }
     }
 
-    fn mapping(&mut self, entries: &[(Node, Node)], loc: Loc, path: &str) -> Value {
+    fn mapping(&mut self, entries: &[(Node, Node)]) -> Value {
         let mut merged = Map::new();
-        let mut object = Map::new();
-        let mut seen: HashMap<&str, Loc> = HashMap::new();
+        let mut object = Map::with_capacity(entries.len());
         let mut merge_sources: Vec<&Node> = Vec::new();
         for (key, value) in entries {
             let Node::Scalar(key) = key else {
-                self.problem(key.loc(), path, "mapping keys must be plain strings");
+                self.problem(key.loc(), "mapping keys must be plain strings");
                 continue;
             };
-            if key.plain && key.tag.is_none() && key.text == "<<" {
+            if is_merge_key(key) {
                 match value {
                     Node::Mapping(..) => merge_sources.push(value),
                     Node::Sequence(items, _)
@@ -103,55 +116,47 @@ impl Converter<'_> {
                     }
                     _ => self.problem(
                         value.loc(),
-                        path,
                         "a merge key `<<` needs a mapping or a list of mappings",
                     ),
                 }
                 continue;
             }
-            let child = child_key(path, &key.text);
-            if let Some(first) = seen.get(key.text.as_str()) {
+            if object.contains_key(&key.text) {
+                let first = entries
+                    .iter()
+                    .find_map(|(k, _)| match k {
+                        Node::Scalar(k) if !is_merge_key(k) && k.text == key.text => Some(k.loc),
+                        _ => None,
+                    })
+                    .unwrap_or(key.loc);
                 let message = format!(
                     "duplicate key `{}` (first at line {})",
                     key.text, first.line
                 );
-                self.problem(key.loc, &child, message);
+                self.at_key(&key.text, |this| this.problem(key.loc, message));
                 continue;
             }
-            seen.insert(&key.text, key.loc);
-            self.source_map.insert_key(&child, key.loc);
-            let converted = self.node(value, &child);
+            let converted = self.at_key(&key.text, |this| this.node(value));
             object.insert(key.text.clone(), converted);
         }
         // Earlier merge sources win over later ones, explicit keys over all of them.
         for source in merge_sources.iter().rev() {
-            if let Value::Object(entries) = self.node(source, path) {
+            if let Value::Object(entries) = self.node(source) {
                 merged.extend(entries);
             }
         }
-        if !merge_sources.is_empty() {
-            if !path.is_empty() {
-                self.source_map.insert_value(path, loc);
-            }
-            for (key, value) in entries {
-                if let Node::Scalar(key) = key {
-                    if seen.contains_key(key.text.as_str()) {
-                        let child = child_key(path, &key.text);
-                        self.source_map.insert_key(&child, key.loc);
-                        self.source_map.insert_value(&child, value.loc());
-                    }
-                }
-            }
+        if merged.is_empty() {
+            return Value::Object(object);
         }
         merged.extend(object);
         Value::Object(merged)
     }
 
-    fn scalar(&mut self, scalar: &Scalar, path: &str) -> Value {
+    fn scalar(&mut self, scalar: &Scalar) -> Value {
         let substitution = match env::substitute(&scalar.text, self.env) {
             Ok(substitution) => substitution,
             Err(message) => {
-                self.problem(scalar.loc, path, message);
+                self.problem(scalar.loc, message);
                 return Value::Null;
             }
         };
@@ -167,12 +172,12 @@ impl Converter<'_> {
                     _ => value.is_number(),
                 };
                 if !fits {
-                    self.problem(scalar.loc, path, format!("{text:?} is not a valid {tag}"));
+                    self.problem(scalar.loc, format!("{text:?} is not a valid {tag}"));
                 }
                 value
             }
             Some(tag) => {
-                self.problem(scalar.loc, path, format!("unsupported YAML tag {tag}"));
+                self.problem(scalar.loc, format!("unsupported YAML tag {tag}"));
                 Value::Null
             }
             None if !scalar.plain => Value::String(text),
@@ -258,6 +263,9 @@ fn is_core_float(text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use super::super::source_map::SourceMap;
     use super::super::yaml;
     use super::*;
 
@@ -267,7 +275,9 @@ mod tests {
             "TRICKY" => Some("a: [x]".to_owned()),
             _ => None,
         };
-        to_json(&yaml::parse(text).unwrap().unwrap(), &env)
+        let root = yaml::parse(text).unwrap().unwrap();
+        let value = to_json(&root, &env)?;
+        Ok((value, SourceMap::new(Arc::new(root))))
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! 1. [`parse_str`] reads the YAML into a located tree (syntax errors, duplicate keys), substitutes
 //!    `${VAR}` inside scalar values, types plain scalars with the YAML 1.2 core schema, and
 //!    deserializes into [`file::FileConfig`] (the first structural error: wrong type, unknown
-//!    key, bad duration). Every key path's location is kept in a [`SourceMap`].
+//!    key, bad duration). The located tree is kept in a [`SourceMap`].
 //! 2. [`validate`] checks the meaning (references, syntax of paths and addresses, routes that can
 //!    never match) and reports every problem at once.
 //! 3. [`compile`] turns the validated file model into the runtime model.
@@ -104,7 +104,7 @@ pub fn parse_str(
             .into());
         }
     };
-    let (value, source_map) = convert::to_json(&root, env).map_err(|problems| {
+    let value = convert::to_json(&root, env).map_err(|problems| {
         ConfigErrors(
             problems
                 .into_iter()
@@ -112,6 +112,7 @@ pub fn parse_str(
                 .collect(),
         )
     })?;
+    let source_map = SourceMap::new(std::sync::Arc::new(root));
     match structure::deserialize(value, &source_map) {
         Ok(config) => Ok(LoadedFile {
             name: name.to_owned(),
