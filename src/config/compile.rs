@@ -139,7 +139,7 @@ pub fn compile_with(
         },
     };
     let mut effective_config = serde_json::to_value(file).unwrap_or_default();
-    let version = fingerprint(effective_config.to_string().as_bytes());
+    let version = fingerprint(&effective_config);
     redact_secrets(&mut effective_config);
     Ok(GatewayConfig {
         source: loaded.name.clone(),
@@ -525,10 +525,42 @@ fn redact_secrets(value: &mut serde_json::Value) {
     }
 }
 
-/// A stable content fingerprint (FNV-1a 64, hex): equal configs, equal versions.
-fn fingerprint(bytes: &[u8]) -> String {
-    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("{hash:016x}")
+/// A stable content fingerprint of `value`'s compact JSON text (FNV-1a 64, hex): equal configs,
+/// equal versions.
+fn fingerprint(value: &serde_json::Value) -> String {
+    let mut hasher = Fnv1a(0xcbf2_9ce4_8422_2325);
+    // Hashed as it is written rather than rendered to a string first; writing cannot fail.
+    let _ = serde_json::to_writer(&mut hasher, value);
+    format!("{:016x}", hasher.0)
+}
+
+/// FNV-1a 64 over everything written to it.
+struct Fnv1a(u64);
+
+impl std::io::Write for Fnv1a {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 = bytes.iter().fold(self.0, |hash, byte| {
+            (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod fingerprint_tests {
+    use super::*;
+
+    #[test]
+    fn the_fingerprint_hashes_the_compact_json_text() {
+        let value = serde_json::json!({ "b": [1, "x\"y", null, 2.5], "a": { "k": true } });
+        let text = value.to_string();
+        let expected = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+        assert_eq!(fingerprint(&value), format!("{expected:016x}"));
+    }
 }

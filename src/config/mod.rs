@@ -112,8 +112,11 @@ pub fn parse_str(
                 .collect(),
         )
     })?;
-    let source_map = SourceMap::new(std::sync::Arc::new(root));
-    match structure::deserialize(value, &source_map) {
+    let root = std::sync::Arc::new(root);
+    let source_map = SourceMap::new(std::sync::Arc::clone(&root));
+    // Only for a failure's message; the conversion succeeded once, so it does again.
+    let original = || convert::to_json(&root, env).unwrap_or_default();
+    match structure::deserialize(value, original, &source_map) {
         Ok(config) => Ok(LoadedFile {
             name: name.to_owned(),
             config,

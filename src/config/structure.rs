@@ -23,10 +23,16 @@ pub(crate) struct Failure {
 }
 
 /// Deserializes `value` into the file model.
-pub(crate) fn deserialize(value: Value, source_map: &SourceMap) -> Result<FileConfig, Failure> {
-    // Kept for error messages that want to show what was written (the config is small).
-    let original = value.clone();
+///
+/// `original` rebuilds `value` for messages that show what was written: only a failure needs it,
+/// so the value is consumed rather than copied up front.
+pub(crate) fn deserialize(
+    value: Value,
+    original: impl FnOnce() -> Value,
+    source_map: &SourceMap,
+) -> Result<FileConfig, Failure> {
     serde_path_to_error::deserialize(value).map_err(|error| {
+        let original = original();
         let (path, found) = walk(&original, error.path());
         describe(&path, found, &error.inner().to_string(), source_map)
     })
