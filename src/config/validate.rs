@@ -15,6 +15,7 @@ use super::file::{FileLoadBalancing, FileMatch, FileRoute, FileUpstream, FileVal
 use super::source_map::{child_index, child_key};
 use super::suggest;
 use super::units::Duration;
+use crate::router::FastMap;
 
 /// Largest target weight; keeps weighted balancing arithmetic far from overflow.
 const MAX_WEIGHT: u32 = 1_000_000;
@@ -367,38 +368,38 @@ impl Validator<'_> {
 
     fn routes(&mut self) {
         let routes = &self.loaded.config.routes;
-        let mut names: HashMap<&str, String> = HashMap::new();
+        let name_path = |i: usize| child_key(&child_index("routes", i), "name");
+        // The index of the first route with each name.
+        let mut names: FastMap<&str, usize> = FastMap::default();
+        names.reserve(routes.len());
         // Only routes with the same hosts and path can shadow each other: group by that key so
         // a 10,000-route file is checked in near-linear time.
-        let mut shapes: HashMap<ShapeKey, Vec<(usize, Shape)>> = HashMap::new();
+        let mut shapes: FastMap<ShapeKey, Vec<(usize, Shape)>> = FastMap::default();
         for (i, route) in routes.iter().enumerate() {
             let base = child_index("routes", i);
-            let name_path = child_key(&base, "name");
             if route.name.trim().is_empty() {
-                self.error(&name_path, "a route name cannot be empty");
-            } else if let Some(first) = names.get(route.name.as_str()) {
-                let line = self.line(first);
+                self.error(&name_path(i), "a route name cannot be empty");
+            } else if let Some(&first) = names.get(route.name.as_str()) {
+                let line = self.line(&name_path(first));
                 self.error(
-                    &name_path,
+                    &name_path(i),
                     format!(
                         "duplicate route name {:?} (first at line {line})",
                         route.name
                     ),
                 );
             } else {
-                names.insert(&route.name, name_path);
+                names.insert(&route.name, i);
             }
             self.route_upstream(&base, route);
             let template = self.route_match(&base, &route.matcher);
             self.rewrite(&base, route, template.as_ref());
-            if let Some(shape) = Shape::of(&route.matcher, template.as_ref()) {
-                let group = shapes
-                    .entry((shape.hosts.clone(), shape.path.clone()))
-                    .or_default();
+            if let Some((key, shape)) = Shape::of(&route.matcher, template) {
+                let group = shapes.entry(key).or_default();
                 if let Some((earlier, _)) = group.iter().find(|(_, earlier)| earlier.covers(&shape))
                 {
                     let first = &routes[*earlier];
-                    let line = self.line(&child_key(&child_index("routes", *earlier), "name"));
+                    let line = self.line(&name_path(*earlier));
                     self.error(
                         &child_key(&base, "match"),
                         format!(
@@ -413,11 +414,11 @@ impl Validator<'_> {
     }
 
     fn route_upstream(&mut self, base: &str, route: &FileRoute) {
-        let path = child_key(base, "upstream");
+        let path = || child_key(base, "upstream");
         let upstreams = &self.loaded.config.upstreams;
         match &route.upstream {
             None => self.error(
-                &path,
+                &path(),
                 "a route needs `upstream`: the upstream to forward to",
             ),
             Some(name) if !upstreams.contains_key(name) => {
@@ -427,7 +428,7 @@ impl Validator<'_> {
                 } else if upstreams.is_empty() {
                     message.push_str(" (no upstreams are defined)");
                 }
-                self.error(&path, message);
+                self.error(&path(), message);
             }
             Some(_) => {}
         }
@@ -466,39 +467,42 @@ impl Validator<'_> {
         }
         self.hosts(&match_path, &matcher.hosts);
         self.methods(&match_path, &matcher.methods);
-        self.conditions(&child_key(&match_path, "headers"), &matcher.headers, true);
-        self.conditions(&child_key(&match_path, "query"), &matcher.query, false);
+        if !matcher.headers.is_empty() {
+            self.conditions(&child_key(&match_path, "headers"), &matcher.headers, true);
+        }
+        if !matcher.query.is_empty() {
+            self.conditions(&child_key(&match_path, "query"), &matcher.query, false);
+        }
         template
     }
 
     fn hosts(&mut self, match_path: &str, hosts: &[String]) {
-        let hosts_path = child_key(match_path, "hosts");
+        // Paths are built only for an error: this runs for every route of a large file.
+        let path = |j: usize| child_index(&child_key(match_path, "hosts"), j);
         for (j, host) in hosts.iter().enumerate() {
-            let path = child_index(&hosts_path, j);
             if let Some(problem) = host_problem(host) {
-                self.error(&path, problem);
+                self.error(&path(j), problem);
             } else if hosts[..j].iter().any(|h| h.eq_ignore_ascii_case(host)) {
-                self.error(&path, format!("duplicate host {host:?}"));
+                self.error(&path(j), format!("duplicate host {host:?}"));
             }
         }
     }
 
     fn methods(&mut self, match_path: &str, methods: &[String]) {
-        let methods_path = child_key(match_path, "methods");
+        let path = |j: usize| child_index(&child_key(match_path, "methods"), j);
         for (j, method) in methods.iter().enumerate() {
-            let path = child_index(&methods_path, j);
             if method.is_empty() || !method.bytes().all(is_tchar) {
-                self.error(&path, format!("invalid method {method:?}"));
+                self.error(&path(j), format!("invalid method {method:?}"));
             } else if method.bytes().any(|b| b.is_ascii_lowercase()) {
                 self.error(
-                    &path,
+                    &path(j),
                     format!(
                         "method {method:?} must be uppercase: {:?}",
                         method.to_ascii_uppercase()
                     ),
                 );
             } else if methods[..j].contains(method) {
-                self.error(&path, format!("duplicate method {method:?}"));
+                self.error(&path(j), format!("duplicate method {method:?}"));
             }
         }
     }
@@ -605,12 +609,10 @@ impl Validator<'_> {
 /// Hosts and (prefix?, path): only routes with the same key can shadow each other.
 type ShapeKey = (BTreeSet<String>, (bool, String));
 
-/// What decides whether a route matches, normalised so equal conditions compare equal.
+/// What decides whether a route matches besides its [`ShapeKey`], normalised so equal conditions
+/// compare equal.
 #[derive(Debug)]
 struct Shape {
-    hosts: BTreeSet<String>,
-    /// `true` for a prefix; the path with param names erased.
-    path: (bool, String),
     /// Empty means every method.
     methods: BTreeSet<String>,
     headers: BTreeMap<String, FileValueMatch>,
@@ -618,19 +620,18 @@ struct Shape {
 }
 
 impl Shape {
-    fn of(matcher: &FileMatch, template: Option<&Template>) -> Option<Self> {
+    fn of(matcher: &FileMatch, template: Option<Template>) -> Option<(ShapeKey, Self)> {
         let path = match (&matcher.path, &matcher.path_prefix, template) {
-            (Some(_), None, Some(template)) => (false, template.normalized.clone()),
+            (Some(_), None, Some(template)) => (false, template.normalized),
             (None, Some(prefix), None) => (true, prefix.clone()),
             _ => return None,
         };
-        Some(Self {
-            hosts: matcher
-                .hosts
-                .iter()
-                .map(|h| h.to_ascii_lowercase())
-                .collect(),
-            path,
+        let hosts = matcher
+            .hosts
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
+        let shape = Self {
             methods: matcher.methods.iter().cloned().collect(),
             headers: matcher
                 .headers
@@ -638,17 +639,17 @@ impl Shape {
                 .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
                 .collect(),
             query: matcher.query.clone(),
-        })
+        };
+        Some(((hosts, path), shape))
     }
 
-    /// Whether every request `later` matches is also matched by `self` (so `later` never wins).
+    /// Whether every request `later` (with the same [`ShapeKey`]) matches is also matched by
+    /// `self` (so `later` never wins).
     /// The router ranks routes with more header/query conditions first, so a later route with more
     /// conditions is never shadowed; with as many, it is when `self`'s conditions are the same.
     fn covers(&self, later: &Self) -> bool {
         let conditions = |s: &Self| s.headers.len() + s.query.len();
-        self.hosts == later.hosts
-            && conditions(self) == conditions(later)
-            && self.path == later.path
+        conditions(self) == conditions(later)
             && (self.methods.is_empty()
                 || (!later.methods.is_empty() && later.methods.is_subset(&self.methods)))
             && self

@@ -54,4 +54,5 @@ mod table;
 pub use normalize::{PathError, normalize_path};
 pub use params::Params;
 pub use rewrite::{Rewrite, RewriteError, RewriteTemplate};
+pub(crate) use table::FastMap;
 pub use table::{BuildError, Lookup, PathPattern, RequestView, RouteSpec, Router, ValueCondition};

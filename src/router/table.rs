@@ -372,14 +372,21 @@ impl<T> Router<T> {
             }
             if let Some(path) = path {
                 if spec.hosts.is_empty() {
-                    any_host.add(&path, id, &mut error);
-                }
-                for host in hosts {
-                    let table = match host {
-                        HostKey::Exact(h) => exact_hosts.entry(h).or_default(),
-                        HostKey::Wildcard(s) => wildcard_hosts.entry(s).or_default(),
-                    };
-                    table.add(&path, id, &mut error);
+                    any_host.add(path, id, &mut error);
+                } else {
+                    // The last host takes the compiled path, the others a copy.
+                    let last = hosts.len().saturating_sub(1);
+                    let mut path = Some(path);
+                    for (h, host) in hosts.into_iter().enumerate() {
+                        let table = match host {
+                            HostKey::Exact(h) => exact_hosts.entry(h).or_default(),
+                            HostKey::Wildcard(s) => wildcard_hosts.entry(s).or_default(),
+                        };
+                        let path = if h == last { path.take() } else { path.clone() };
+                        if let Some(path) = path {
+                            table.add(path, id, &mut error);
+                        }
+                    }
                 }
             }
             compiled.push(Route {
@@ -587,10 +594,10 @@ struct TableBuilder {
 }
 
 impl TableBuilder {
-    fn add(&mut self, path: &Compiled, id: u32, error: &mut impl FnMut(String)) {
+    fn add(&mut self, path: Compiled, id: u32, error: &mut impl FnMut(String)) {
         match path {
-            Compiled::Exact(p) => self.exact.entry(p.clone()).or_default().push(id),
-            Compiled::Prefix(p) => self.prefixes.entry(p.clone()).or_default().push(id),
+            Compiled::Exact(p) => self.exact.entry(p).or_default().push(id),
+            Compiled::Prefix(p) => self.prefixes.entry(p).or_default().push(id),
             Compiled::Template(t) => self.templates.add(t, id, error),
             Compiled::CatchAll(t) => self.catch_alls.add(t, id, error),
         }
@@ -638,7 +645,7 @@ struct LayersBuilder {
 }
 
 impl LayersBuilder {
-    fn add(&mut self, template: &Template, id: u32, error: &mut impl FnMut(String)) {
+    fn add(&mut self, mut template: Template, id: u32, error: &mut impl FnMut(String)) {
         if let Some(&i) = self.by_shape.get(&template.shape) {
             let Some(entry) = self.patterns.get_mut(i) else {
                 return;
@@ -655,10 +662,11 @@ impl LayersBuilder {
             }
             return;
         }
-        self.by_shape
-            .insert(template.shape.clone(), self.patterns.len());
+        // The shape is only needed as the key from here on.
+        let shape = std::mem::take(&mut template.shape);
+        self.by_shape.insert(shape, self.patterns.len());
         self.patterns.push(PatternEntry {
-            template: template.clone(),
+            template,
             ids: vec![id],
         });
     }
@@ -738,12 +746,13 @@ impl LayersBuilder {
     }
 }
 
-/// `FxHash` (as in rustc): a fast non-cryptographic hash for the path and host maps.
+/// `FxHash` (as in rustc): a fast non-cryptographic hash for the path and host maps (and for the
+/// config validator's maps).
 ///
 /// Flooding is not a concern: keys come from the configuration; a request only probes, and a
 /// probe's cost is bounded by the configured keys' collision chains.
 #[derive(Default, Clone, Copy)]
-struct FxHasher {
+pub(crate) struct FxHasher {
     hash: u64,
 }
 
@@ -786,7 +795,8 @@ impl Hasher for FxHasher {
     }
 }
 
-type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+/// A `HashMap` with [`FxHasher`], for keys that come from the configuration.
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 #[cfg(test)]
 mod tests;
