@@ -221,8 +221,9 @@ async fn close_listener(handle: ListenerHandle, grace: Duration) {
     drop(handle.task.await);
     let name = handle.settings.name;
     // The loop has ended, so this is the last reference.
-    if let Ok(graceful) = Arc::try_unwrap(handle.graceful) {
-        listener::drain(graceful, grace, &name).await;
+    match Arc::try_unwrap(handle.graceful) {
+        Ok(graceful) => listener::drain(graceful, grace, &name).await,
+        Err(_) => tracing::warn!(listener = %name, "connections not drained: their watcher is still shared"),
     }
 }
 

@@ -116,6 +116,9 @@ fn serve(compiled: gantry::GatewayConfig, banner: Option<Banner>) -> ExitCode {
         }
     };
     rt.block_on(async move {
+        // Install the handlers before the listeners are announced: a signal sent by whoever read
+        // the announcement must never meet the default disposition (which kills without draining).
+        let signals = Signals::install();
         let gateway = match gantry::start(compiled).await {
             Ok(gateway) => gateway,
             Err(err) => {
@@ -133,7 +136,7 @@ fn serve(compiled: gantry::GatewayConfig, banner: Option<Banner>) -> ExitCode {
         if let Err(err) = gateway.watch_config_file(CONFIG_DEBOUNCE) {
             tracing::warn!(error = %err, "config file changes will not be picked up; SIGHUP and POST /admin/reload still work");
         }
-        wait_for_shutdown(&gateway).await;
+        signals.wait_for_shutdown(&gateway).await;
         tracing::info!(grace = ?gateway.shutdown_grace(), "shutting down: draining in-flight requests");
         gateway.shutdown().await;
         ExitCode::SUCCESS
@@ -143,24 +146,44 @@ fn serve(compiled: gantry::GatewayConfig, banner: Option<Banner>) -> ExitCode {
 /// How long the config directory must be quiet before a change is reloaded.
 const CONFIG_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Serves until SIGTERM or SIGINT; SIGHUP reloads the config file meanwhile.
-async fn wait_for_shutdown(gateway: &gantry::RunningGateway) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => return,
-            _ = int.recv() => return,
-            _ = hup.recv() => {
-                // The outcome is logged and kept in the reload status.
-                let _ = gateway.reload().await;
+/// The process signals Gantry acts on: SIGTERM and SIGINT drain and stop, SIGHUP reloads.
+struct Signals {
+    /// `None` when the handlers could not be installed; Ctrl-C is then the way out.
+    unix: Option<(
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+    )>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let unix = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(term), Ok(int), Ok(hup)) => Some((term, int, hup)),
+            _ => None,
+        };
+        Self { unix }
+    }
+
+    /// Serves until SIGTERM or SIGINT; SIGHUP reloads the config file meanwhile.
+    async fn wait_for_shutdown(self, gateway: &gantry::RunningGateway) {
+        let Some((mut term, mut int, mut hup)) = self.unix else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = int.recv() => return,
+                _ = hup.recv() => {
+                    // The outcome is logged and kept in the reload status.
+                    let _ = gateway.reload().await;
+                }
             }
         }
     }
