@@ -223,8 +223,34 @@ async fn close_listener(handle: ListenerHandle, grace: Duration) {
     // The loop has ended, so this is the last reference.
     match Arc::try_unwrap(handle.graceful) {
         Ok(graceful) => listener::drain(graceful, grace, &name).await,
-        Err(_) => tracing::warn!(listener = %name, "connections not drained: their watcher is still shared"),
+        Err(_) => {
+            tracing::warn!(listener = %name, "connections not drained: their watcher is still shared")
+        }
     }
+}
+
+/// How often, and how many times, [`retire`] looks whether a replaced snapshot is still in use.
+const RETIRE_POLL: Duration = Duration::from_millis(50);
+const RETIRE_POLLS: u32 = 200;
+
+/// Frees a replaced runtime snapshot on the blocking pool once the requests still using it have
+/// finished. Freeing a 10,000-route table takes milliseconds; done where the swap happens, it
+/// would stall a request worker (with `worker_threads: 1`, every request) that long.
+fn retire(old: Arc<Runtime>) {
+    tokio::spawn(async move {
+        let mut old = old;
+        for _ in 0..RETIRE_POLLS {
+            match Arc::try_unwrap(old) {
+                Ok(runtime) => {
+                    drop(tokio::task::spawn_blocking(move || drop(runtime)));
+                    return;
+                }
+                Err(shared) => old = shared,
+            }
+            tokio::time::sleep(RETIRE_POLL).await;
+        }
+        // Still held by a long-running request after 10 s: its last holder frees it.
+    });
 }
 
 fn bound_addresses(
@@ -375,7 +401,7 @@ impl RunningGateway {
         // 2. Swap: from here on, new requests see the new config.
         let grace = config.runtime.server.shutdown_grace;
         let version = config.runtime.version.clone();
-        state.runtime.store(Arc::clone(&config.runtime));
+        retire(state.runtime.swap(Arc::clone(&config.runtime)));
         if let Ok(mut g) = self.shared.shutdown_grace.lock() {
             *g = grace;
         }

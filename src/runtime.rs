@@ -64,10 +64,20 @@ pub struct Runtime {
     pub server: ServerSettings,
     /// Fingerprint of the effective config (hex), shown by the admin API and metrics.
     pub version: String,
+    /// The file model this snapshot was compiled from, for the admin API's views of it.
+    pub file: Arc<crate::config::file::FileConfig>,
+}
+
+impl Runtime {
     /// The effective config as JSON, secrets redacted, for `GET /admin/config`.
-    pub effective_config: serde_json::Value,
+    pub fn effective_config(&self) -> serde_json::Value {
+        crate::config::compile::effective_config(&self.file)
+    }
+
     /// One line per route, in file order, for `GET /admin/routes`.
-    pub routes: Vec<RouteSummary>,
+    pub fn route_summaries(&self) -> Vec<RouteSummary> {
+        crate::config::compile::route_summaries(&self.file)
+    }
 }
 
 /// What the admin API shows of a route.

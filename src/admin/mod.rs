@@ -121,11 +121,11 @@ async fn handle(
                 StatusCode::OK,
                 &serde_json::json!({
                     "version": runtime.version,
-                    "config": runtime.effective_config,
+                    "config": runtime.effective_config(),
                 }),
             )
         }
-        "/admin/routes" => json(StatusCode::OK, &gateway.runtime().routes),
+        "/admin/routes" => json(StatusCode::OK, &gateway.runtime().route_summaries()),
         "/admin/upstreams" => json(StatusCode::OK, &upstreams(gateway)),
         "/admin/status" => json(StatusCode::OK, &gateway.status()),
         "/admin/openapi.json" => {

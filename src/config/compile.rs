@@ -61,8 +61,10 @@ pub fn load_file(path: &Path) -> Result<GatewayConfig, ConfigErrors> {
 /// `previous` for targets that still exist with the same settings.
 pub fn reload_file(path: &Path, previous: Option<&Runtime>) -> Result<GatewayConfig, ConfigErrors> {
     let loaded = super::parse_file(path)?;
-    super::validate(&loaded)?;
-    let mut config = compile_with(&loaded, previous)?;
+    let compiled = validate_and_compile(&loaded, previous);
+    // Freeing the located YAML tree of a large file takes milliseconds nobody needs to wait for.
+    drop_in_background(loaded);
+    let mut config = compiled?;
     config.source_path = Some(path.to_path_buf());
     Ok(config)
 }
@@ -79,8 +81,36 @@ pub fn load_str_with_env(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<GatewayConfig, ConfigErrors> {
     let loaded = super::parse_str(name, text, env)?;
-    super::validate(&loaded)?;
-    compile(&loaded)
+    validate_and_compile(&loaded, None)
+}
+
+/// Validates and compiles at the same time, on two threads: both only read the parsed file, and
+/// for a large config each takes tens of milliseconds. Validation errors win; a compile result
+/// (or a compile failure, even a panic) of an invalid file is thrown away.
+fn validate_and_compile(
+    loaded: &LoadedFile,
+    previous: Option<&Runtime>,
+) -> Result<GatewayConfig, ConfigErrors> {
+    std::thread::scope(|scope| {
+        let compiling = scope.spawn(|| compile_with(loaded, previous));
+        let validated = super::validate(loaded);
+        let compiled = compiling.join();
+        validated?;
+        compiled.unwrap_or_else(|_| {
+            Err(ConfigErrors(vec![loaded.error(
+                "",
+                "the config compiler failed on a valid file (a bug)",
+            )]))
+        })
+    })
+}
+
+/// Drops `value` on a short-lived thread. When no thread can be started, `spawn` drops the
+/// closure, and `value` with it, right here.
+fn drop_in_background<T: Send + 'static>(value: T) {
+    let _ = std::thread::Builder::new()
+        .name("gantry-drop".to_owned())
+        .spawn(move || drop(value));
 }
 
 /// Turns a validated file into the runtime model.
@@ -138,9 +168,7 @@ pub fn compile_with(
             }
         },
     };
-    let mut effective_config = serde_json::to_value(file).unwrap_or_default();
-    let version = fingerprint(&effective_config);
-    redact_secrets(&mut effective_config);
+    let version = fingerprint(&**file);
     Ok(GatewayConfig {
         source: loaded.name.clone(),
         source_path: None,
@@ -153,8 +181,7 @@ pub fn compile_with(
             upstreams,
             server,
             version,
-            effective_config,
-            routes: route_summaries(file),
+            file: Arc::clone(file),
         }),
     })
 }
@@ -475,7 +502,7 @@ fn value_condition(condition: &FileValueMatch) -> ValueCondition {
 }
 
 /// One summary per route for the admin API.
-fn route_summaries(file: &FileConfig) -> Vec<RouteSummary> {
+pub(crate) fn route_summaries(file: &FileConfig) -> Vec<RouteSummary> {
     file.routes
         .iter()
         .map(|route| {
@@ -525,9 +552,17 @@ fn redact_secrets(value: &mut serde_json::Value) {
     }
 }
 
+/// The config as `GET /admin/config` shows it: the file model as JSON, credentials redacted.
+/// Rendered on demand, not at load: a reload should not pay for a page nobody may ask for.
+pub(crate) fn effective_config(file: &FileConfig) -> serde_json::Value {
+    let mut value = serde_json::to_value(file).unwrap_or_default();
+    redact_secrets(&mut value);
+    value
+}
+
 /// A stable content fingerprint of `value`'s compact JSON text (FNV-1a 64, hex): equal configs,
-/// equal versions.
-fn fingerprint(value: &serde_json::Value) -> String {
+/// equal versions. Hashed while serializing the file model, without building a JSON value.
+fn fingerprint(value: &impl serde::Serialize) -> String {
     let mut hasher = Fnv1a(0xcbf2_9ce4_8422_2325);
     // Hashed as it is written rather than rendered to a string first; writing cannot fail.
     let _ = serde_json::to_writer(&mut hasher, value);

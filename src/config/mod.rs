@@ -16,6 +16,7 @@ mod env;
 mod error;
 pub mod file;
 mod source_map;
+mod split;
 mod structure;
 mod suggest;
 pub mod units;
@@ -35,8 +36,8 @@ pub use validate::{check_credential, validate};
 pub struct LoadedFile {
     /// The file name errors are reported under.
     pub name: String,
-    /// The typed file model.
-    pub config: file::FileConfig,
+    /// The typed file model, shared with the runtime it compiles to (for `GET /admin/config`).
+    pub config: std::sync::Arc<file::FileConfig>,
     /// Where each key path is in the source.
     pub source_map: SourceMap,
 }
@@ -81,7 +82,7 @@ pub fn parse_str(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<LoadedFile, ConfigErrors> {
-    let root = match yaml::parse(text) {
+    let root = match split::parse(text) {
         Ok(Some(root)) => root,
         Ok(None) => {
             return Err(located(
@@ -119,7 +120,7 @@ pub fn parse_str(
     match structure::deserialize(value, original, &source_map) {
         Ok(config) => Ok(LoadedFile {
             name: name.to_owned(),
-            config,
+            config: std::sync::Arc::new(config),
             source_map,
         }),
         Err(failure) => {

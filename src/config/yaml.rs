@@ -15,7 +15,7 @@ use super::source_map::Loc;
 /// Nesting deeper than this is refused: no real config needs it and deep recursion could overflow.
 const MAX_DEPTH: usize = 64;
 /// Total nodes, aliases expanded, that one document may have.
-const MAX_NODES: usize = 1_000_000;
+pub(crate) const MAX_NODES: usize = 1_000_000;
 
 /// One scalar as written.
 #[derive(Debug, Clone)]
@@ -51,7 +51,7 @@ impl Node {
     }
 
     /// How many nodes this subtree holds (for the alias expansion cap).
-    fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         match self {
             Self::Scalar(_) => 1,
             Self::Sequence(items, _) => 1 + items.iter().map(Self::size).sum::<usize>(),
