@@ -78,7 +78,7 @@ pub fn load_str(name: &str, text: &str) -> Result<GatewayConfig, ConfigErrors> {
 pub fn load_str_with_env(
     name: &str,
     text: &str,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<GatewayConfig, ConfigErrors> {
     let loaded = super::parse_str(name, text, env)?;
     validate_and_compile(&loaded, None)

@@ -80,7 +80,7 @@ fn located(file: &str, line: usize, column: usize, path: String, message: String
 pub fn parse_str(
     name: &str,
     text: &str,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<LoadedFile, ConfigErrors> {
     let root = match split::parse(text) {
         Ok(Some(root)) => root,

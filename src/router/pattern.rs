@@ -15,7 +15,7 @@ use super::normalize::normalize_segment_into;
 use super::table::PathPattern;
 
 /// One segment of a template.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) enum Segment {
     /// Literal text, already normalised.
     Static(String),
@@ -61,13 +61,15 @@ pub(super) enum Compiled {
 }
 
 impl Template {
-    /// The first segment when it is literal: only templates with the same first literal (or a
-    /// parameter there) can overlap, which the table uses to avoid comparing every pair.
-    pub(super) fn first_static(&self) -> Option<&str> {
-        match self.segments.first() {
-            Some(Segment::Static(s)) => Some(s),
-            _ => None,
-        }
+    /// The literal segments before the first parameter. Two templates can only overlap when one's
+    /// static prefix starts the other's, which the table uses to avoid comparing every pair.
+    pub(super) fn static_prefix(&self) -> &[Segment] {
+        let literals = self
+            .segments
+            .iter()
+            .take_while(|s| matches!(s, Segment::Static(_)))
+            .count();
+        &self.segments[..literals]
     }
 
     /// The number of segments before a catch-all, or `None` when there is no catch-all.

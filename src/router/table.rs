@@ -37,7 +37,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use http::{HeaderMap, HeaderName, Method};
 
 use super::params::Params;
-use super::pattern::{self, Compiled, Template};
+use super::pattern::{self, Compiled, Segment, Template};
 
 /// How a route's path is matched.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -685,39 +685,32 @@ impl LayersBuilder {
             )
         });
 
-        // Only templates with the same first literal (or a parameter first) can overlap; index
-        // them so that building a large table is not quadratic in the common case.
-        let mut by_first: FastMap<Option<&str>, Vec<usize>> = FastMap::default();
+        // Only templates whose static prefixes are prefixes of one another can overlap (at a
+        // position where both are literal, they must be equal). Index the earlier templates by
+        // their whole static prefix and by every prefix of it, so building a large table is not
+        // quadratic in the common case: `ending_at[p]` holds those whose static prefix is `p`,
+        // `extending[p]` those whose static prefix starts with `p`.
+        let mut ending_at: FastMap<&[Segment], Vec<usize>> = FastMap::default();
+        let mut extending: FastMap<&[Segment], Vec<usize>> = FastMap::default();
         let mut layer_of: Vec<usize> = Vec::with_capacity(self.patterns.len());
         for (i, p) in self.patterns.iter().enumerate() {
-            let first = p.template.first_static();
+            let prefix = p.template.static_prefix();
+            let shorter = (0..prefix.len()).filter_map(|j| ending_at.get(&prefix[..j]));
+            let longer = extending.get(prefix);
             let mut layer = 0;
-            let mut consider = |earlier: &[usize]| {
-                for &j in earlier {
-                    let (Some(q), Some(&l)) = (self.patterns.get(j), layer_of.get(j)) else {
-                        continue;
-                    };
-                    if l + 1 > layer && p.template.overlaps(&q.template) {
-                        layer = l + 1;
-                    }
-                }
-            };
-            match first {
-                Some(_) => {
-                    for key in [first, None] {
-                        if let Some(earlier) = by_first.get(&key) {
-                            consider(earlier);
-                        }
-                    }
-                }
-                None => {
-                    for earlier in by_first.values() {
-                        consider(earlier);
-                    }
+            for &j in shorter.chain(longer).flatten() {
+                let (Some(q), Some(&l)) = (self.patterns.get(j), layer_of.get(j)) else {
+                    continue;
+                };
+                if l + 1 > layer && p.template.overlaps(&q.template) {
+                    layer = l + 1;
                 }
             }
             layer_of.push(layer);
-            by_first.entry(first).or_default().push(i);
+            ending_at.entry(prefix).or_default().push(i);
+            for j in 0..=prefix.len() {
+                extending.entry(&prefix[..j]).or_default().push(i);
+            }
         }
 
         let layer_count = layer_of.iter().max().map_or(0, |m| m + 1);
