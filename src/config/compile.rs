@@ -92,8 +92,17 @@ fn validate_and_compile(
     previous: Option<&Runtime>,
 ) -> Result<GatewayConfig, ConfigErrors> {
     std::thread::scope(|scope| {
-        let compiling = scope.spawn(|| compile_with(loaded, previous));
+        // Hashing a large file takes a while too: it is done here once the validation is, since
+        // compiling usually takes longer than validating. Without a hash (an invalid file) the
+        // compile result is thrown away anyway.
+        let (send_version, version) = std::sync::mpsc::sync_channel(1);
+        let compiling = scope
+            .spawn(move || compile_parts(loaded, previous, || version.recv().unwrap_or_default()));
         let validated = super::validate(loaded);
+        if validated.is_ok() {
+            let _ = send_version.send(fingerprint(&*loaded.config));
+        }
+        drop(send_version);
         let compiled = compiling.join();
         validated?;
         compiled.unwrap_or_else(|_| {
@@ -122,6 +131,15 @@ pub fn compile(loaded: &LoadedFile) -> Result<GatewayConfig, ConfigErrors> {
 pub fn compile_with(
     loaded: &LoadedFile,
     previous: Option<&Runtime>,
+) -> Result<GatewayConfig, ConfigErrors> {
+    compile_parts(loaded, previous, || fingerprint(&*loaded.config))
+}
+
+/// [`compile_with`], with the version hash from `version`.
+fn compile_parts(
+    loaded: &LoadedFile,
+    previous: Option<&Runtime>,
+    version: impl FnOnce() -> String,
 ) -> Result<GatewayConfig, ConfigErrors> {
     let file = &loaded.config;
     let mut errors = Vec::new();
@@ -168,7 +186,6 @@ pub fn compile_with(
             }
         },
     };
-    let version = fingerprint(&**file);
     Ok(GatewayConfig {
         source: loaded.name.clone(),
         source_path: None,
@@ -180,7 +197,7 @@ pub fn compile_with(
             router,
             upstreams,
             server,
-            version,
+            version: version(),
             file: Arc::clone(file),
         }),
     })

@@ -7,7 +7,7 @@
 use serde_json::Value;
 use serde_path_to_error::Segment;
 
-use super::file::FileConfig;
+use super::file::{FileConfig, FileRoute};
 use super::source_map::{SourceMap, child_index, child_key};
 use super::suggest;
 
@@ -22,19 +22,62 @@ pub(crate) struct Failure {
     pub(crate) message: String,
 }
 
+/// A `routes` list at least this long is deserialized in two halves on two threads.
+const MIN_ROUTES_TO_SPLIT: usize = 1000;
+
 /// Deserializes `value` into the file model.
 ///
 /// `original` rebuilds `value` for messages that show what was written: only a failure needs it,
 /// so the value is consumed rather than copied up front.
 pub(crate) fn deserialize(
-    value: Value,
-    original: impl FnOnce() -> Value,
+    mut value: Value,
+    original: impl Fn() -> Value,
     source_map: &SourceMap,
 ) -> Result<FileConfig, Failure> {
+    if let Some(routes) = take_long_routes(&mut value) {
+        match deserialize_on_two_threads(value, routes) {
+            Some(config) => return Ok(config),
+            // Something is wrong: find and describe it the one-threaded way.
+            None => value = original(),
+        }
+    }
     serde_path_to_error::deserialize(value).map_err(|error| {
         let original = original();
         let (path, found) = walk(&original, error.path());
         describe(&path, found, &error.inner().to_string(), source_map)
+    })
+}
+
+/// Takes a long `routes` list out of `value`, leaving an empty one.
+fn take_long_routes(value: &mut Value) -> Option<Vec<Value>> {
+    match value.get_mut("routes") {
+        Some(Value::Array(routes)) if routes.len() >= MIN_ROUTES_TO_SPLIT => {
+            Some(std::mem::take(routes))
+        }
+        _ => None,
+    }
+}
+
+/// Deserializes the second half of `routes` on another thread while this one does the rest of
+/// the file and the first half. `None` on any error (or a thread that could not run): the caller
+/// then starts over serially, which reports the first error with its path.
+fn deserialize_on_two_threads(rest: Value, mut routes: Vec<Value>) -> Option<FileConfig> {
+    fn routes_of(values: Vec<Value>) -> Option<Vec<FileRoute>> {
+        values
+            .into_iter()
+            .map(|v| serde_json::from_value(v).ok())
+            .collect()
+    }
+    let second = routes.split_off(routes.len() / 2);
+    std::thread::scope(|scope| {
+        let later = std::thread::Builder::new()
+            .spawn_scoped(scope, || routes_of(second))
+            .ok()?;
+        let mut config: FileConfig = serde_json::from_value(rest).ok()?;
+        let mut first = routes_of(routes)?;
+        first.extend(later.join().ok()??);
+        config.routes = first;
+        Some(config)
     })
 }
 

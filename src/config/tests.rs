@@ -621,3 +621,46 @@ fn truncated_or_mangled_input_never_panics() {
         }
     }
 }
+
+/// A file with `n` routes `r0..`, one per line from line 10, the route at `odd` carrying `extra`.
+fn many_routes(n: usize, odd: usize, extra: &str) -> String {
+    let mut text = format!("{HEAD}{UPSTREAMS}routes:\n");
+    for i in 0..n {
+        let more = if i == odd { extra } else { "" };
+        text.push_str(&format!(
+            "  - {{ name: r{i}, match: {{ path: /r{i} }}, upstream: users{more} }}\n"
+        ));
+    }
+    text
+}
+
+#[test]
+fn long_route_lists_deserialize_in_order_on_two_threads() {
+    let loaded = parse(&many_routes(1500, usize::MAX, "")).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = loaded
+        .config
+        .routes
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    let expected: Vec<String> = (0..1500).map(|i| format!("r{i}")).collect();
+    assert_eq!(names, expected);
+}
+
+#[test]
+fn an_error_in_either_half_of_a_long_route_list_is_located_exactly() {
+    for odd in [3, 1400] {
+        let errors = structural(&many_routes(1500, odd, ", retries: 3"));
+        let line = 11 + odd;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with(&format!("t.yaml:{line}:")),
+            "{errors:?}"
+        );
+        assert!(
+            errors[0].contains(&format!("routes[{odd}]"))
+                && errors[0].contains("unknown field `retries`"),
+            "{errors:?}"
+        );
+    }
+}

@@ -397,23 +397,19 @@ impl<T> Router<T> {
             });
         }
 
+        let conditions: Vec<usize> = compiled.iter().map(Route::condition_count).collect();
         let rank = |id: &u32| {
-            let conditions = usize::try_from(*id)
+            let count = usize::try_from(*id)
                 .ok()
-                .and_then(|i| compiled.get(i))
-                .map_or(0, Route::condition_count);
-            (std::cmp::Reverse(conditions), *id)
+                .and_then(|i| conditions.get(i))
+                .copied()
+                .unwrap_or(0);
+            (std::cmp::Reverse(count), *id)
         };
-        let mut finish = |builder: TableBuilder| builder.finish(&rank, &mut errors);
-        let exact_hosts = exact_hosts
-            .into_iter()
-            .map(|(h, b)| (h.into_boxed_str(), finish(b)))
-            .collect();
-        let wildcard_hosts = wildcard_hosts
-            .into_iter()
-            .map(|(h, b)| (h.into_boxed_str(), finish(b)))
-            .collect();
-        let any_host = finish(any_host);
+        let on_two_threads = compiled.len() >= MIN_ROUTES_FOR_TWO_THREADS;
+        let exact_hosts = finish_hosts(exact_hosts, &rank, &mut errors, on_two_threads);
+        let wildcard_hosts = finish_hosts(wildcard_hosts, &rank, &mut errors, on_two_threads);
+        let any_host = any_host.finish(&rank, &mut errors);
 
         if errors.is_empty() {
             Ok(Self {
@@ -582,6 +578,46 @@ fn parse_host(raw: &str) -> Result<HostKey, String> {
     } else {
         HostKey::Exact(name.to_owned())
     })
+}
+
+/// A table with at least this many routes finishes its per-host tables on two threads.
+const MIN_ROUTES_FOR_TWO_THREADS: usize = 2000;
+
+/// Finishes per-host tables; with `on_two_threads`, half of the hosts on another thread (each
+/// host's table is independent of the others, and layering them is most of a large build).
+fn finish_hosts(
+    builders: FastMap<String, TableBuilder>,
+    rank: &(impl Fn(&u32) -> (std::cmp::Reverse<usize>, u32) + Sync),
+    errors: &mut Vec<BuildError>,
+    on_two_threads: bool,
+) -> FastMap<Box<str>, HostTable> {
+    let finish_all = |builders: Vec<(String, TableBuilder)>| {
+        let mut errors = Vec::new();
+        let tables: Vec<(Box<str>, HostTable)> = builders
+            .into_iter()
+            .map(|(host, builder)| (host.into_boxed_str(), builder.finish(rank, &mut errors)))
+            .collect();
+        (tables, errors)
+    };
+    let mut first: Vec<(String, TableBuilder)> = builders.into_iter().collect();
+    if !on_two_threads || first.len() < 2 {
+        let (tables, more_errors) = finish_all(first);
+        errors.extend(more_errors);
+        return tables.into_iter().collect();
+    }
+    let second = first.split_off(first.len() / 2);
+    let ((tables, first_errors), (more_tables, more_errors)) = std::thread::scope(|scope| {
+        let later = scope.spawn(|| finish_all(second));
+        let done = finish_all(first);
+        // A panic there would have happened here too: let it travel the same way.
+        let more = later
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (done, more)
+    });
+    errors.extend(first_errors);
+    errors.extend(more_errors);
+    tables.into_iter().chain(more_tables).collect()
 }
 
 /// Collects one host's routes per path class before layering.

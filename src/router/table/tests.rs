@@ -844,3 +844,33 @@ fn disjoint_templates_with_different_names_share_a_layer() {
     assert_eq!(get(&router, "/1/a/z/z"), "ca {o=1, r=z/z}");
     assert_eq!(get(&router, "/2/b/z"), "cb {p=2, s=z}");
 }
+
+#[test]
+fn many_hosts_are_finished_on_two_threads_with_every_error_kept() {
+    let routes = || {
+        let mut routes = Vec::new();
+        for h in 0..50 {
+            for p in 0..50 {
+                routes
+                    .push(r(tpl(&format!("/items{p}/{{id}}")), "item").host(&format!("h{h}.com")));
+            }
+        }
+        routes
+    };
+    let router = build(routes());
+    assert_eq!(router.len(), 2_500);
+    assert_eq!(
+        find(&router, &req("GET", "h49.com", "/items49/7")),
+        "item {id=7}"
+    );
+    assert_eq!(
+        find(&router, &req("GET", "h0.com", "/items0/7")),
+        "item {id=7}"
+    );
+    // A conflict in the first and in the last host: both reported, in route order.
+    let mut bad = routes();
+    bad.push(r(tpl("/items0/{other}"), "bad").host("h0.com"));
+    bad.push(r(tpl("/items1/{other}"), "bad").host("h49.com"));
+    let indexes: Vec<usize> = build_err(bad).iter().map(|e| e.route_index).collect();
+    assert_eq!(indexes, vec![2_500, 2_501]);
+}
