@@ -160,6 +160,8 @@ async fn route_and_forward(
     let client = record.client_ip;
     let (mut parts, body) = req.into_parts();
     let headers = &mut parts.headers;
+    // Room for the forwarding headers, `Via` and the request id: one growth, not several.
+    headers.reserve(6);
     strip_gantry_headers(headers);
     let trusted_peer = is_trusted(peer.addr.ip(), &settings.trusted_proxies);
     set_forwarding_headers(headers, peer, client, host.as_ref(), trusted_peer);

@@ -19,35 +19,69 @@ const HOP_BY_HOP: [HeaderName; 6] = [
     header::TRANSFER_ENCODING,
 ];
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
 /// Removes hop-by-hop headers. `Upgrade` (and `Connection: upgrade`) survive only when
 /// `keep_upgrade` (a WebSocket upgrade on a route that allows it). `TE` survives only as `trailers`.
+///
+/// One pass over the names decides what to do, so the common message, which has none of these
+/// headers, costs no hash lookups.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Only scan `Connection` for extra names when it is present (the common case has none).
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
-            if keep_upgrade && name == header::UPGRADE {
-                continue;
-            }
-            headers.remove(&name);
+    let (mut connection, mut upgrade, mut te, mut fixed) = (false, false, false, false);
+    for name in headers.keys() {
+        if name == header::CONNECTION {
+            connection = true;
+        } else if name == header::UPGRADE {
+            upgrade = true;
+        } else if name == header::TE {
+            te = true;
+        } else if HOP_BY_HOP.contains(name) {
+            fixed = true;
         }
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    if connection {
+        // Names present in the message and listed in `Connection`; tokens are compared in place
+        // (parsing each into a `HeaderName` allocates). The usual `keep-alive` alone needs no
+        // scan: a `Keep-Alive` header is in the fixed list.
+        let listed = headers.get_all(header::CONNECTION);
+        let names_more = listed
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .map(<[u8]>::trim_ascii)
+            .any(|t| !t.is_empty() && !t.eq_ignore_ascii_case(b"keep-alive"));
+        let named: Vec<HeaderName> = if !names_more {
+            Vec::new()
+        } else {
+            headers
+                .keys()
+                .filter(|name| {
+                    !(keep_upgrade && *name == header::UPGRADE)
+                        && *name != header::CONNECTION
+                        && lists(&listed, name)
+                })
+                .cloned()
+                .collect()
+        };
+        for name in named {
+            headers.remove(&name);
+        }
+        headers.remove(header::CONNECTION);
+    }
+    if fixed {
+        for name in &HOP_BY_HOP {
+            headers.remove(name);
+        }
     }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
+    } else if upgrade {
         headers.remove(header::UPGRADE);
     }
-    if let Some(te) = headers.get(header::TE) {
-        let wants_trailers = te.to_str().is_ok_and(|v| {
+    if te && let Some(value) = headers.get(header::TE) {
+        let wants_trailers = value.to_str().is_ok_and(|v| {
             v.split(',')
                 .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
         });
@@ -57,6 +91,18 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             headers.remove(header::TE);
         }
     }
+}
+
+/// Whether the `Connection` values list `name` (names are lowercase; tokens compare ignoring case).
+fn lists(connection: &http::header::GetAll<'_, HeaderValue>, name: &HeaderName) -> bool {
+    connection
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|token| {
+            token
+                .trim_ascii()
+                .eq_ignore_ascii_case(name.as_str().as_bytes())
+        })
 }
 
 /// Whether the request asks for a WebSocket upgrade (RFC 6455 §4.1).
@@ -130,10 +176,12 @@ pub fn set_forwarding_headers(
     host: Option<&HeaderValue>,
     trusted_peer: bool,
 ) {
-    let xff = HeaderName::from_static("x-forwarded-for");
-    let xfp = HeaderName::from_static("x-forwarded-proto");
-    let xfh = HeaderName::from_static("x-forwarded-host");
-    let real_ip = HeaderName::from_static("x-real-ip");
+    let (xff, xfp, xfh, real_ip) = (
+        X_FORWARDED_FOR,
+        X_FORWARDED_PROTO,
+        X_FORWARDED_HOST,
+        X_REAL_IP,
+    );
     if trusted_peer {
         let chain = headers
             .get_all(&xff)
@@ -236,6 +284,32 @@ mod tests {
         assert!(h.get("upgrade").is_none());
         assert_eq!(h["te"], "trailers");
         assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn keep_alive_alone_and_mixed_case_tokens_are_handled() {
+        let mut h = map(&[
+            ("connection", "Keep-Alive"),
+            ("keep-alive", "timeout=5"),
+            ("x-kept", "yes"),
+        ]);
+        remove_hop_by_hop(&mut h, false);
+        assert!(h.get("connection").is_none() && h.get("keep-alive").is_none());
+        assert_eq!(h["x-kept"], "yes");
+
+        let mut h = map(&[
+            ("connection", "keep-alive"),
+            ("connection", " X-Secret ,upgrade"),
+            ("x-secret", "1"),
+            ("upgrade", "websocket"),
+            ("x-kept", "yes"),
+        ]);
+        remove_hop_by_hop(&mut h, true);
+        assert!(h.get("x-secret").is_none());
+        assert_eq!(h["upgrade"], "websocket");
+        assert_eq!(h["connection"], "upgrade");
+        assert_eq!(h["x-kept"], "yes");
+        assert_eq!(h.len(), 3);
     }
 
     #[test]
