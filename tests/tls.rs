@@ -570,3 +570,82 @@ fn client_auth_needs_a_ca_and_alpn_needs_a_protocol() {
         "{errors}"
     );
 }
+
+#[tokio::test]
+async fn min_version_refuses_older_clients_and_the_contract_shape_loads() {
+    let s = setup().await;
+    let d = s.dir.path().display();
+    s.ca.server(&["api.example.com"])
+        .write(s.dir.path(), "api.example.com");
+    s.ca.server(&["*.example.org"])
+        .write(s.dir.path(), "wildcard.example.org");
+    TestCa::new("Clients CA").write(s.dir.path(), "clients-ca");
+    // The `listeners[].tls` block of the shared example config, key for key.
+    let contract = format!(
+        "      certificates:                 # picked by SNI; the first is the default
+        - cert: {d}/api.example.com.pem
+          key: {d}/api.example.com.key
+        - cert: {d}/wildcard.example.org.pem
+          key: {d}/wildcard.example.org.key
+      min_version: \"1.2\"
+      alpn: [h2, http/1.1]
+      client_auth:                  # mTLS: none | optional | required
+        mode: optional
+        ca: {d}/clients-ca.pem
+"
+    );
+    let gw = TestGateway::start_with(&config(&contract, &s.upstream.url()), &[]).await;
+    let tls12_only = |ca: &TestCa| {
+        let config = rustls::ClientConfig::builder_with_provider(support::tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .unwrap()
+            .with_root_certificates(ca.roots())
+            .with_no_client_auth();
+        std::sync::Arc::new(config)
+    };
+    let mut conn = TlsConn::connect(gw.addr, tls12_only(&s.ca), "api.example.com")
+        .await
+        .unwrap();
+    assert_eq!(conn.get("/echo").await.unwrap().status, 200);
+
+    let only13 = contract.replace("min_version: \"1.2\"", "min_version: 1.3");
+    let gw = TestGateway::start_with(&config(&only13, &s.upstream.url()), &[]).await;
+    let err = tls_handshake(gw.addr, tls12_only(&s.ca), "api.example.com")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("ProtocolVersion"), "{err}");
+    let conn = TlsConn::connect(gw.addr, s.ca.client_config(&[], None), "api.example.com")
+        .await
+        .unwrap();
+    assert_eq!(served_names(&conn), ["api.example.com"]);
+}
+
+#[test]
+fn gantry_validate_reports_a_garbage_certificate_file_by_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("site.pem");
+    std::fs::write(&cert, "not PEM at all").unwrap();
+    TestCa::new("CA")
+        .server(&["a.example"])
+        .write(dir.path(), "ok");
+    let tls = format!(
+        "      certificates:\n        - cert: \"{}\"\n          key: \"{}/ok.key\"\n",
+        cert.display(),
+        dir.path().display()
+    );
+    let path = dir.path().join("gantry.yaml");
+    std::fs::write(&path, config(&tls, "http://127.0.0.1:9")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gantry"))
+        .args(["validate", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected = format!(
+        "{}:7:17: listeners[0].tls.certificates[0].cert: {}: no certificate found",
+        path.display(),
+        cert.display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+}

@@ -36,7 +36,7 @@ pub struct FileCertificate {
 }
 
 /// A TLS protocol version.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub enum FileTlsVersion {
     /// TLS 1.2 and 1.3.
     #[default]
@@ -45,6 +45,31 @@ pub enum FileTlsVersion {
     /// TLS 1.3 only.
     #[serde(rename = "1.3")]
     Tls13,
+}
+
+/// `"1.2"` as the schema says, and also an unquoted `1.2`, which YAML reads as a number: a
+/// version looks like one, and refusing it would only produce a confusing type error.
+impl<'de> Deserialize<'de> for FileTlsVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Text(String),
+            Number(f64),
+        }
+        let text = match Written::deserialize(deserializer) {
+            Ok(Written::Text(text)) => text,
+            Ok(Written::Number(number)) => number.to_string(),
+            Err(_) => String::new(),
+        };
+        match text.as_str() {
+            "1.2" => Ok(Self::Tls12),
+            "1.3" => Ok(Self::Tls13),
+            _ => Err(serde::de::Error::custom(format!(
+                "unsupported TLS version {text:?}: expected \"1.2\" or \"1.3\""
+            ))),
+        }
+    }
 }
 
 /// An ALPN protocol id.
