@@ -139,6 +139,17 @@ pub enum GatewayError {
     /// The client went away before the response was ready (logged as 499, never sent).
     #[error("the client closed the connection")]
     ClientClosed,
+    /// Plain HTTP sent to a TLS listener (answered before any TLS, then closed).
+    #[error("this port speaks TLS: use https://")]
+    PlainHttpOnTlsPort,
+    /// The TLS handshake with the upstream failed (untrusted or wrong-name certificate, alert).
+    #[error("upstream {upstream} failed the TLS handshake: {reason}")]
+    UpstreamTls {
+        /// Upstream cluster name.
+        upstream: String,
+        /// Why, in config terms (never the address).
+        reason: &'static str,
+    },
     /// A bug: a panic caught at the edge.
     #[error("internal error")]
     Internal,
@@ -153,7 +164,8 @@ impl GatewayError {
             | Self::HostMismatch { .. }
             | Self::InvalidHost
             | Self::BadPath(_)
-            | Self::BadRequestBody { .. } => StatusCode::BAD_REQUEST,
+            | Self::BadRequestBody { .. }
+            | Self::PlainHttpOnTlsPort => StatusCode::BAD_REQUEST,
             Self::RequestBodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::NoRoute { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -161,7 +173,9 @@ impl GatewayError {
             Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::LoopDetected => StatusCode::LOOP_DETECTED,
-            Self::UpstreamConnect { .. } | Self::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
+            Self::UpstreamConnect { .. }
+            | Self::UpstreamFailed { .. }
+            | Self::UpstreamTls { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } | Self::ConnectTimeout { .. } => {
                 StatusCode::GATEWAY_TIMEOUT
             }
@@ -194,6 +208,8 @@ impl GatewayError {
             Self::ConnectTimeout { .. } => "upstream-connect-timeout",
             Self::NoTarget { .. } => "no-target",
             Self::ClientClosed => "client-closed",
+            Self::PlainHttpOnTlsPort => "plain-http-on-tls-port",
+            Self::UpstreamTls { .. } => "upstream-tls",
             Self::Internal => "internal",
         }
     }
@@ -214,8 +230,10 @@ impl GatewayError {
             | Self::UriTooLong { .. }
             | Self::HeadersTooLarge { .. }
             | Self::LoopDetected
-            | Self::ClientClosed => ErrorOrigin::Client,
+            | Self::ClientClosed
+            | Self::PlainHttpOnTlsPort => ErrorOrigin::Client,
             Self::UpstreamConnect { .. }
+            | Self::UpstreamTls { .. }
             | Self::UpstreamFailed { .. }
             | Self::UpstreamTimeout { .. }
             | Self::ConnectTimeout { .. }

@@ -298,6 +298,14 @@ impl RunningGateway {
         }
     }
 
+    /// TLS handshake counts of listener `name` since its current accept loop started; `None`
+    /// for an unknown or cleartext listener.
+    pub async fn tls_stats(&self, name: &str) -> Option<crate::server::tls::TlsStats> {
+        let listeners = self.shared.listeners.lock().await;
+        let handle = listeners.get(name)?;
+        handle.settings.tls.as_ref().map(|tls| tls.stats())
+    }
+
     /// The config snapshot new requests get.
     pub fn runtime(&self) -> Arc<Runtime> {
         self.shared.state.runtime.load_full()

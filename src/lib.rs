@@ -15,6 +15,7 @@ pub mod pipeline;
 pub mod router;
 pub mod runtime;
 pub mod server;
+pub mod tls;
 pub mod upstream;
 
 pub use crate::gateway::{ReloadError, ReloadStatus, RunningGateway, StartError, start};

@@ -52,6 +52,8 @@ pub struct ListenerSettings {
     pub http1: bool,
     /// Serve cleartext HTTP/2 by prior knowledge.
     pub h2c: bool,
+    /// TLS termination; compared by its settings, so unchanged TLS keeps the listener on reload.
+    pub tls: Option<Arc<crate::server::tls::ListenerTls>>,
 }
 
 /// The immutable snapshot one request uses from start to end.

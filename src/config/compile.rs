@@ -291,11 +291,16 @@ fn listener_settings(loaded: &LoadedFile, errors: &mut Vec<ConfigError>) -> Vec<
                 ));
                 return None;
             };
+            let tls = match &listener.tls {
+                Some(tls) => Some(super::compile_tls::listener_tls(loaded, i, tls, errors)?),
+                None => None,
+            };
             Some(ListenerSettings {
                 name: Arc::from(listener.name.as_str()),
                 address,
                 http1: listener.protocols.contains(&FileProtocol::Http1),
                 h2c: listener.protocols.contains(&FileProtocol::H2c),
+                tls,
             })
         })
         .collect()
@@ -340,7 +345,9 @@ fn cluster(
         connect_timeout: timeouts.connect,
         max_response_head: usize::try_from(server.limits.max_header_bytes).unwrap_or(usize::MAX),
         http2: protocol == UpstreamProtocol::Http2,
+        tls: None,
     };
+    let tls = super::compile_tls::upstream_tls(loaded, name, upstream, pool.http2, errors);
     let targets = upstream
         .targets
         .iter()
@@ -358,6 +365,14 @@ fn cluster(
                 ));
                 return None;
             };
+            let pool = PoolSettings {
+                tls: target
+                    .url
+                    .starts_with("https://")
+                    .then(|| tls.clone())
+                    .flatten(),
+                ..pool.clone()
+            };
             let weight = target.weight.max(1);
             // Same target, same settings: keep its pool and in-flight count across the reload.
             let unchanged = previous.and_then(|cluster| {
@@ -369,8 +384,19 @@ fn cluster(
                 return Some(Arc::clone(kept));
             }
             let authority_header = HeaderValue::from_str(&authority).ok()?;
+            // A URL without a port means the scheme's default one.
+            let has_port = authority
+                .parse::<http::uri::Authority>()
+                .is_ok_and(|a| a.port_u16().is_some());
+            let connect_to = if has_port {
+                authority.clone()
+            } else if pool.tls.is_some() {
+                format!("{authority}:443")
+            } else {
+                format!("{authority}:80")
+            };
             Some(Arc::new(Target {
-                pool: ConnectionPool::new(authority.clone(), pool.clone()),
+                pool: ConnectionPool::new(connect_to, pool.clone()),
                 authority,
                 authority_header,
                 weight,

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::file_tls::{FileListenerTls, FileUpstreamTls};
 use super::units::{ByteSize, Duration};
 
 /// The whole configuration file.
@@ -46,6 +47,8 @@ pub struct FileListener {
     /// Client protocols: `http1` and/or `h2c` (cleartext HTTP/2 by prior knowledge).
     #[serde(default = "default_protocols")]
     pub protocols: Vec<FileProtocol>,
+    /// TLS termination; with it, ALPN (not `protocols`) decides between HTTP/1.1 and h2.
+    pub tls: Option<FileListenerTls>,
 }
 
 fn default_protocols() -> Vec<FileProtocol> {
@@ -184,6 +187,8 @@ pub struct FileUpstream {
     /// `preserve` (default) sends the client's Host/:authority; `target` sends the target's host:port.
     #[serde(default)]
     pub host_header: FileHostHeader,
+    /// TLS settings for `https://` targets (CA, SNI name, client certificate).
+    pub tls: Option<FileUpstreamTls>,
 }
 
 /// One upstream target.

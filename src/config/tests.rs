@@ -274,7 +274,7 @@ fn upstream_rules() {
         "{HEAD}upstreams:
   users:
     targets:
-      - {{ url: \"https://a:1\" }}
+      - {{ url: \"ftp://a:1\" }}
       - {{ url: \"http://b:1/x\" }}
       - {{ url: \"http://u@b:1\" }}
       - {{ url: \"b:1\" }}
@@ -298,7 +298,7 @@ fn upstream_rules() {
     assert_eq!(
         semantic(&text),
         [
-            "t.yaml:8:16: upstreams.users.targets[0].url: TLS to upstreams is not supported yet",
+            "t.yaml:8:16: upstreams.users.targets[0].url: unsupported scheme \"ftp\": expected http://HOST:PORT",
             "t.yaml:9:16: upstreams.users.targets[1].url: invalid URL \"http://b:1/x\": a target has no path (routes decide the path)",
             "t.yaml:10:16: upstreams.users.targets[2].url: a target URL cannot carry credentials",
             "t.yaml:11:16: upstreams.users.targets[3].url: invalid URL \"b:1\": expected http://HOST:PORT (the scheme is missing)",

@@ -34,6 +34,7 @@ pub fn validate(loaded: &LoadedFile) -> Result<(), ConfigErrors> {
     validator.upstreams();
     validator.routes();
     let mut errors = validator.errors;
+    super::validate_tls::validate(loaded, &mut errors);
     if errors.is_empty() {
         return Ok(());
     }
@@ -796,8 +797,7 @@ fn target_problem(url: &str) -> Option<String> {
         return Some(format!("invalid URL {url:?}: {EXPECTED}"));
     };
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => return Some("TLS to upstreams is not supported yet".to_owned()),
+        Some("http" | "https") => {}
         Some(other) => return Some(format!("unsupported scheme {other:?}: {EXPECTED}")),
         None => {
             return Some(format!(

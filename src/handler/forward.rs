@@ -172,8 +172,13 @@ fn build_upstream_head(
         UpstreamProtocol::Http2 => {
             parts.version = Version::HTTP_2;
             let authority = authority.to_str().unwrap_or(&target.authority);
+            let scheme = if target.pool.settings().tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
             parts.uri = Uri::builder()
-                .scheme("http")
+                .scheme(scheme)
                 .authority(authority)
                 .path_and_query(path_and_query)
                 .build()
@@ -227,6 +232,10 @@ fn connect_error(cluster: &UpstreamCluster, err: ConnectError) -> GatewayError {
             kind: "handshake failed",
             source: Some(source),
         },
+        ConnectError::Tls { reason, source } => {
+            tracing::debug!(upstream, error = %source, "upstream TLS handshake failed");
+            GatewayError::UpstreamTls { upstream, reason }
+        }
     }
 }
 

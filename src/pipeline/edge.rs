@@ -33,6 +33,11 @@ use crate::observe::access_log::{AccessLog, AccessRecord, redact_path_and_query}
 use crate::router::{Lookup, RequestView, normalize_path};
 use crate::runtime::Runtime;
 
+/// Carries the verified client certificate's subject (mTLS) to the upstream; clients cannot set
+/// it because every `Gantry-*` header they send is stripped first.
+const CLIENT_CERT_SUBJECT: header::HeaderName =
+    header::HeaderName::from_static("gantry-client-cert-subject");
+
 /// What the edge shares across all connections of all listeners.
 pub struct EdgeState {
     /// The current config snapshot; swapped whole on reload.
@@ -163,6 +168,9 @@ async fn route_and_forward(
     // Room for the forwarding headers, `Via` and the request id: one growth, not several.
     headers.reserve(6);
     strip_gantry_headers(headers);
+    if let Some(subject) = &peer.client_cert_subject {
+        headers.insert(CLIENT_CERT_SUBJECT, subject.clone());
+    }
     let trusted_peer = is_trusted(peer.addr.ip(), &settings.trusted_proxies);
     set_forwarding_headers(headers, peer, client, host.as_ref(), trusted_peer);
     headers.append(header::VIA, settings.via_entry.clone());

@@ -130,14 +130,37 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// The peer's IP as a header value (for `X-Forwarded-For` / `X-Real-IP`).
     pub ip_header: HeaderValue,
+    /// The connection came over TLS (`X-Forwarded-Proto: https`).
+    pub tls: bool,
+    /// Subject of the verified client certificate (mTLS), sent as `Gantry-Client-Cert-Subject`.
+    pub client_cert_subject: Option<HeaderValue>,
 }
 
 impl Peer {
-    /// Describes a newly accepted connection.
+    /// Describes a newly accepted cleartext connection.
     pub fn new(addr: SocketAddr) -> Self {
         let ip_header = HeaderValue::from_str(&addr.ip().to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Self { addr, ip_header }
+        Self {
+            addr,
+            ip_header,
+            tls: false,
+            client_cert_subject: None,
+        }
+    }
+
+    /// Describes a connection whose TLS handshake completed.
+    pub fn tls(addr: SocketAddr, client_cert_subject: Option<HeaderValue>) -> Self {
+        Self {
+            tls: true,
+            client_cert_subject,
+            ..Self::new(addr)
+        }
+    }
+
+    /// `https` or `http`, for `X-Forwarded-Proto`.
+    fn proto(&self) -> HeaderValue {
+        HeaderValue::from_static(if self.tls { "https" } else { "http" })
     }
 }
 
@@ -195,7 +218,7 @@ pub fn set_forwarding_headers(
             headers.insert(&xff, value);
         }
         if !headers.contains_key(&xfp) {
-            headers.insert(&xfp, HeaderValue::from_static("http"));
+            headers.insert(&xfp, peer.proto());
         }
         if !headers.contains_key(&xfh)
             && let Some(host) = host
@@ -210,7 +233,7 @@ pub fn set_forwarding_headers(
     } else {
         headers.insert(&xff, peer.ip_header.clone());
         headers.insert(&real_ip, peer.ip_header.clone());
-        headers.insert(&xfp, HeaderValue::from_static("http"));
+        headers.insert(&xfp, peer.proto());
         match host {
             Some(host) => {
                 headers.insert(&xfh, host.clone());

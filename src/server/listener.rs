@@ -15,11 +15,12 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::idle::IdleIo;
+use super::tls::ListenerTls;
 use crate::pipeline::edge::{self, EdgeState};
 use crate::pipeline::headers::Peer;
 use crate::runtime::{Limits, ListenerSettings};
@@ -51,6 +52,11 @@ pub async fn serve(
 ) -> TcpListener {
     let mut snapshot = state.runtime.load_full();
     let mut builder = connection_builder(&settings, &snapshot.server.limits);
+    // Rotated certificate files are picked up for as long as this loop serves the listener.
+    let _cert_watch = settings
+        .tls
+        .as_ref()
+        .and_then(|tls| tls.watch(&settings.name));
     loop {
         if stop.borrow_and_update().is_some() {
             break;
@@ -81,6 +87,20 @@ pub async fn serve(
             builder = connection_builder(&settings, &snapshot.server.limits);
         }
         let _ = stream.set_nodelay(true);
+        if let Some(tls) = &settings.tls {
+            spawn_tls_connection(TlsConnection {
+                tls: Arc::clone(tls),
+                stream,
+                peer,
+                listener: Arc::clone(&settings.name),
+                idle_timeout: snapshot.server.limits.idle_timeout,
+                builder: builder.clone(),
+                state: Arc::clone(&state),
+                watcher: graceful.watcher(),
+                permit,
+            });
+            continue;
+        }
         let io = TokioIo::new(IdleIo::new(stream, snapshot.server.limits.idle_timeout));
         let state = Arc::clone(&state);
         let peer_info = Arc::new(Peer::new(peer));
@@ -98,6 +118,59 @@ pub async fn serve(
         });
     }
     listener
+}
+
+/// An accepted connection on a TLS listener, before its handshake.
+struct TlsConnection {
+    tls: Arc<ListenerTls>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: Arc<str>,
+    idle_timeout: Duration,
+    builder: auto::Builder<TokioExecutor>,
+    state: Arc<EdgeState>,
+    watcher: Watcher,
+    permit: OwnedSemaphorePermit,
+}
+
+/// Handshakes off the accept loop (a slow client must not stall accepting), then serves HTTP/1.1
+/// or h2 as ALPN decided. The connection's slot is held through the handshake, which is bounded
+/// by `handshake_timeout`.
+fn spawn_tls_connection(conn: TlsConnection) {
+    tokio::spawn(async move {
+        let TlsConnection {
+            tls,
+            stream,
+            peer,
+            listener,
+            idle_timeout,
+            builder,
+            state,
+            watcher,
+            permit,
+        } = conn;
+        let Ok((io, negotiated)) = tls.accept(stream, peer, &listener, idle_timeout).await else {
+            // Counted and logged by `accept`; dropping the stream closes it.
+            drop(permit);
+            return;
+        };
+        let peer_info = Arc::new(Peer::tls(peer, negotiated.client_subject));
+        let service =
+            service_fn(move |req| edge::handle(Arc::clone(&state), Arc::clone(&peer_info), req));
+        // RFC 9113 §3.2: over TLS, h2 is chosen by ALPN only; without it, HTTP/1.1.
+        let builder = if negotiated.h2 {
+            builder.http2_only()
+        } else {
+            builder.http1_only()
+        };
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned();
+        if let Err(err) = watcher.watch(connection).await {
+            tracing::debug!(%peer, error = %err, "client connection ended with an error");
+        }
+        drop(permit);
+    });
 }
 
 /// Lets the connections watched by `graceful` finish their in-flight requests, for at most `grace`.

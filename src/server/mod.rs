@@ -2,3 +2,4 @@
 
 pub mod idle;
 pub mod listener;
+pub mod tls;

@@ -20,6 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
+use super::tls::{UpstreamStream, UpstreamTls, describe};
 use crate::handler::body::RequestBody;
 
 /// Settings of a target's pool, from `upstreams.*.pool` and `timeouts`.
@@ -35,8 +36,10 @@ pub struct PoolSettings {
     pub connect_timeout: Duration,
     /// Largest upstream response head accepted (HTTP/1).
     pub max_response_head: usize,
-    /// Speak HTTP/2 (prior knowledge) instead of HTTP/1.1.
+    /// Speak HTTP/2 (prior knowledge, or ALPN over TLS) instead of HTTP/1.1.
     pub http2: bool,
+    /// TLS to this target (`https://`); `None` for plain TCP.
+    pub tls: Option<Arc<UpstreamTls>>,
 }
 
 /// Why a connection could not be had.
@@ -51,6 +54,15 @@ pub enum ConnectError {
     /// The HTTP handshake failed.
     #[error("handshake failed")]
     Handshake(#[source] hyper::Error),
+    /// The TLS handshake failed; the text says why in config terms.
+    #[error("TLS handshake failed: {reason}")]
+    Tls {
+        /// From [`crate::upstream::tls::describe`].
+        reason: &'static str,
+        /// The TLS error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A failed send: the error, and the request back when it never left (safe to send elsewhere).
@@ -193,7 +205,7 @@ impl ConnectionPool {
         &self,
         permit: Option<Arc<OwnedSemaphorePermit>>,
     ) -> Result<PooledConnection, ConnectError> {
-        let stream = self.connect_tcp().await?;
+        let stream = self.connect().await?;
         let mut builder = http1::Builder::new();
         builder.max_buf_size(self.settings.max_response_head.max(8192));
         let (sender, connection) = builder
@@ -265,7 +277,7 @@ impl ConnectionPool {
                 reused: true,
             });
         }
-        let stream = self.connect_tcp().await?;
+        let stream = self.connect().await?;
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .max_header_list_size(
                 u32::try_from(self.settings.max_response_head).unwrap_or(u32::MAX),
@@ -284,6 +296,33 @@ impl ConnectionPool {
             permit: None,
             reused: false,
         })
+    }
+
+    /// A new connection: TCP, then TLS for `https://` targets. Each step is bounded by the
+    /// connect timeout, so a peer that accepts but never finishes the handshake cannot hang us.
+    async fn connect(&self) -> Result<UpstreamStream, ConnectError> {
+        let tcp = self.connect_tcp().await?;
+        let Some(tls) = &self.settings.tls else {
+            return Ok(UpstreamStream::Plain(tcp));
+        };
+        let host = self
+            .authority
+            .rsplit_once(':')
+            .map_or(self.authority.as_str(), |(host, _)| host);
+        let Some(name) = tls.server_name_for(host) else {
+            return Err(ConnectError::Tls {
+                reason: "the target host is not a valid TLS server name",
+                source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+            });
+        };
+        match tokio::time::timeout(self.settings.connect_timeout, tls.connect(name, tcp)).await {
+            Ok(Ok(stream)) => Ok(UpstreamStream::Tls(Box::new(stream))),
+            Ok(Err(source)) => Err(ConnectError::Tls {
+                reason: describe(&source),
+                source,
+            }),
+            Err(_) => Err(ConnectError::Timeout),
+        }
     }
 
     async fn connect_tcp(&self) -> Result<TcpStream, ConnectError> {

@@ -3,3 +3,4 @@
 pub mod balance;
 pub mod client;
 pub mod cluster;
+pub mod tls;

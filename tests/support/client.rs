@@ -497,3 +497,116 @@ pub async fn try_ws_connect(
 ) -> Result<(WsStream, tungstenite::handshake::client::Response), tungstenite::Error> {
     tokio_tungstenite::connect_async(url).await
 }
+
+// ---------------------------------------------------------------------------------------------
+// TLS (hyper's client connections over tokio-rustls)
+// ---------------------------------------------------------------------------------------------
+
+/// The client half of a TLS connection to a test server.
+pub type ClientTlsStream = tokio_rustls::client::TlsStream<TcpStream>;
+
+/// Connects to `addr` and completes a TLS handshake for `server_name` (sent as SNI).
+pub async fn tls_handshake(
+    addr: SocketAddr,
+    config: std::sync::Arc<rustls::ClientConfig>,
+    server_name: &str,
+) -> io::Result<ClientTlsStream> {
+    let tcp = TcpStream::connect(addr).await?;
+    let name = rustls_pki_types::ServerName::try_from(server_name.to_owned())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    tokio::time::timeout(
+        SAFETY_NET,
+        tokio_rustls::TlsConnector::from(config).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "safety net: TLS handshake"))?
+}
+
+enum TlsSender {
+    Http1(hyper::client::conn::http1::SendRequest<TestBody>),
+    Http2(hyper::client::conn::http2::SendRequest<TestBody>),
+}
+
+/// One HTTP connection over TLS, HTTP/1.1 or h2 as ALPN decided.
+pub struct TlsConn {
+    sender: TlsSender,
+    server_name: String,
+    /// The ALPN protocol the server chose.
+    pub alpn: Option<Vec<u8>>,
+    /// The certificate chain the server presented, leaf first.
+    pub server_certificates: Vec<rustls_pki_types::CertificateDer<'static>>,
+}
+
+impl TlsConn {
+    /// Handshakes with `addr` for `server_name`, then starts HTTP on the connection.
+    pub async fn connect(
+        addr: SocketAddr,
+        config: std::sync::Arc<rustls::ClientConfig>,
+        server_name: &str,
+    ) -> io::Result<TlsConn> {
+        let stream = tls_handshake(addr, config, server_name).await?;
+        let connection = stream.get_ref().1;
+        let alpn = connection.alpn_protocol().map(<[u8]>::to_vec);
+        let server_certificates = connection
+            .peer_certificates()
+            .map(<[_]>::to_vec)
+            .unwrap_or_default();
+        let io = hyper_util::rt::TokioIo::new(stream);
+        let sender = if alpn.as_deref() == Some(b"h2") {
+            let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .map_err(io::Error::other)?;
+            tokio::spawn(conn);
+            TlsSender::Http2(sender)
+        } else {
+            let (sender, conn) = hyper::client::conn::http1::handshake(io)
+                .await
+                .map_err(io::Error::other)?;
+            tokio::spawn(conn);
+            TlsSender::Http1(sender)
+        };
+        Ok(TlsConn {
+            sender,
+            server_name: server_name.to_owned(),
+            alpn,
+            server_certificates,
+        })
+    }
+
+    /// Whether the connection speaks h2.
+    pub fn is_h2(&self) -> bool {
+        matches!(self.sender, TlsSender::Http2(_))
+    }
+
+    /// GETs `path` with extra `headers` and reads the whole response.
+    pub async fn get_with(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Collected, hyper::Error> {
+        let builder = match self.sender {
+            TlsSender::Http1(_) => Request::get(path).header("host", self.server_name.as_str()),
+            TlsSender::Http2(_) => Request::get(format!("https://{}{path}", self.server_name)),
+        };
+        let builder = headers
+            .iter()
+            .fold(builder, |b, (name, value)| b.header(*name, *value));
+        let request = builder.body(empty()).expect("valid request");
+        let response = match &mut self.sender {
+            TlsSender::Http1(sender) => {
+                sender.ready().await?;
+                sender.send_request(request).await?
+            }
+            TlsSender::Http2(sender) => {
+                sender.ready().await?;
+                sender.send_request(request).await?
+            }
+        };
+        collect(response).await
+    }
+
+    /// GETs `path` and reads the whole response.
+    pub async fn get(&mut self, path: &str) -> Result<Collected, hyper::Error> {
+        self.get_with(path, &[]).await
+    }
+}

@@ -6,14 +6,15 @@
 pub mod body;
 pub mod client;
 pub mod raw_upstream;
+pub mod tls;
 pub mod upstream;
 
 pub use body::{
     BodySender, TestBody, channel_body, empty, full, pattern_body, pattern_byte, pattern_mismatch,
 };
 pub use client::{
-    Collected, RawConn, RawResponse, TestClient, collect, get, h2_client, http1_client,
-    raw_request, send, ws_connect,
+    Collected, RawConn, RawResponse, TestClient, TlsConn, collect, get, h2_client, http1_client,
+    raw_request, send, tls_handshake, ws_connect,
 };
 pub use raw_upstream::{RawConnection, RawUpstream};
 pub use upstream::{RecordedRequest, Upstream};

@@ -83,6 +83,15 @@ struct State {
 impl Upstream {
     /// Binds 127.0.0.1:0 and starts serving; ready to accept when this returns.
     pub async fn start(name: &str) -> Upstream {
+        Self::start_with_tls(name, None).await
+    }
+
+    /// Like [`Upstream::start`], speaking TLS with `config` (HTTP/1.1 or h2 as ALPN decides).
+    pub async fn start_tls(name: &str, config: Arc<rustls::ServerConfig>) -> Upstream {
+        Self::start_with_tls(name, Some(tokio_rustls::TlsAcceptor::from(config))).await
+    }
+
+    async fn start_with_tls(name: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind upstream listener");
@@ -96,7 +105,7 @@ impl Upstream {
             gates: Mutex::new(HashMap::new()),
             shutdown: watch::Sender::new(false),
         });
-        let accept_task = tokio::spawn(accept_loop(listener, Arc::clone(&state)));
+        let accept_task = tokio::spawn(accept_loop(listener, Arc::clone(&state), tls));
         Upstream {
             addr,
             state,
@@ -117,6 +126,11 @@ impl Upstream {
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `https://localhost:PORT` (a name a test certificate can carry).
+    pub fn https_url(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
     }
 
     /// Every request seen so far, in arrival order (recorded when the head arrives).
@@ -218,7 +232,11 @@ async fn wait_for_count(counter: &watch::Sender<usize>, n: usize, what: &str) {
     );
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<State>) {
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<State>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let mut connections = JoinSet::new();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -228,15 +246,29 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>) {
         state.connection_count.send_modify(|c| *c += 1);
         state.open_connections.fetch_add(1, Ordering::SeqCst);
         let state = Arc::clone(&state);
+        let tls = tls.clone();
         connections.spawn(async move {
             let _open = OpenGuard(Arc::clone(&state));
             let service = service_fn(move |req| handle(Arc::clone(&state), req));
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder.http1().max_buf_size(4 << 20);
             builder.http2().max_header_list_size(4 << 20);
-            let _ = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await;
+            match tls {
+                None => {
+                    let _ = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .await;
+                }
+                Some(acceptor) => {
+                    // A failed handshake (untrusted client certificate, say) just closes.
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let _ = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .await;
+                }
+            }
         });
         while connections.try_join_next().is_some() {}
     }
