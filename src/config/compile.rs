@@ -324,6 +324,7 @@ fn cluster(
         max_response_head: usize::try_from(server.limits.max_header_bytes).unwrap_or(usize::MAX),
         http2: protocol == UpstreamProtocol::Http2,
     };
+    let resilience = super::compile_resilience::resilience(name, upstream, previous);
     let targets = upstream
         .targets
         .iter()
@@ -352,7 +353,14 @@ fn cluster(
                 return Some(Arc::clone(kept));
             }
             let authority_header = HeaderValue::from_str(&authority).ok()?;
+            let health = super::compile_resilience::target_health(
+                name,
+                &authority,
+                previous,
+                &resilience.state.clock,
+            );
             Some(Arc::new(Target {
+                health,
                 pool: ConnectionPool::new(authority.clone(), pool.clone()),
                 authority,
                 authority_header,
@@ -391,6 +399,7 @@ fn cluster(
             FileHostHeader::Preserve => HostHeader::Preserve,
             FileHostHeader::Target => HostHeader::Target,
         },
+        resilience,
     }
 }
 
@@ -464,6 +473,7 @@ fn route_table(
                 upstream: Arc::clone(upstream),
                 rewrite,
                 websocket: route.websocket,
+                fallback: super::compile_resilience::fallback(route),
             }),
         });
     }

@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::file_resilience::{
+    FileCircuitBreaker, FileFallback, FileHealthCheck, FileLoadShedding, FileRetries,
+};
 use super::units::{ByteSize, Duration};
 
 /// The whole configuration file.
@@ -184,6 +187,14 @@ pub struct FileUpstream {
     /// `preserve` (default) sends the client's Host/:authority; `target` sends the target's host:port.
     #[serde(default)]
     pub host_header: FileHostHeader,
+    /// Active health checks and passive outlier ejection.
+    pub health_check: Option<FileHealthCheck>,
+    /// Circuit breaker.
+    pub circuit_breaker: Option<FileCircuitBreaker>,
+    /// Retries with backoff and a budget.
+    pub retries: Option<FileRetries>,
+    /// Concurrency limit (fixed or adaptive) with a short queue.
+    pub load_shedding: Option<FileLoadShedding>,
 }
 
 /// One upstream target.
@@ -295,6 +306,8 @@ pub struct FileRoute {
     /// Allow WebSocket upgrades through this route.
     #[serde(default)]
     pub websocket: bool,
+    /// Static answer when the upstream is open-circuited, unhealthy or timed out.
+    pub fallback: Option<FileFallback>,
 }
 
 /// Route match conditions.

@@ -355,6 +355,7 @@ impl Validator<'_> {
                 );
             }
         }
+        super::validate_resilience::upstream(self.loaded, base, upstream, &mut self.errors);
         let pool_path = child_key(base, "pool");
         self.at_least_one(
             &child_key(&pool_path, "max_idle_per_target"),
@@ -392,6 +393,7 @@ impl Validator<'_> {
                 names.insert(&route.name, i);
             }
             self.route_upstream(&base, route);
+            super::validate_resilience::route(self.loaded, &base, route, &mut self.errors);
             let template = self.route_match(&base, &route.matcher);
             self.rewrite(&base, route, template.as_ref());
             if let Some((key, shape)) = Shape::of(&route.matcher, template) {

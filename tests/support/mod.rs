@@ -16,6 +16,6 @@ pub use client::{
     raw_request, send, ws_connect,
 };
 pub use raw_upstream::{RawConnection, RawUpstream};
-pub use upstream::{RecordedRequest, Upstream};
+pub use upstream::{Fault, RecordedRequest, Upstream};
 pub mod gateway;
 pub use gateway::TestGateway;

@@ -1,0 +1,197 @@
+//! Semantic checks of the resilience keys (`upstreams.*.{health_check, circuit_breaker, retries,
+//! load_shedding}`, `routes[].fallback`): every problem, each located by key path.
+
+use http::{HeaderName, HeaderValue};
+
+use super::LoadedFile;
+use super::error::ConfigError;
+use super::file::{FileRoute, FileUpstream};
+use super::file_resilience::{FileRetryCondition, FileRetryOn};
+use super::source_map::{child_index, child_key};
+use super::units::Duration;
+
+/// Most tries a request may make.
+pub(super) const MAX_ATTEMPTS: u32 = 10;
+
+struct Checks<'a> {
+    loaded: &'a LoadedFile,
+    errors: &'a mut Vec<ConfigError>,
+}
+
+impl Checks<'_> {
+    fn error(&mut self, path: &str, message: impl Into<String>) {
+        self.errors.push(self.loaded.error(path, message));
+    }
+
+    fn positive(&mut self, base: &str, key: &str, value: Option<Duration>) {
+        if value.is_some_and(|d| d.0.is_zero()) {
+            self.error(&child_key(base, key), "must be greater than 0");
+        }
+    }
+
+    fn at_least_one(&mut self, base: &str, key: &str, value: Option<u32>) {
+        if value == Some(0) {
+            self.error(&child_key(base, key), "must be at least 1");
+        }
+    }
+}
+
+/// Checks the resilience keys of the upstream at `base`.
+pub(super) fn upstream(
+    loaded: &LoadedFile,
+    base: &str,
+    upstream: &FileUpstream,
+    errors: &mut Vec<ConfigError>,
+) {
+    let mut c = Checks { loaded, errors };
+    if let Some(health) = &upstream.health_check {
+        let health_path = child_key(base, "health_check");
+        if let Some(active) = &health.active {
+            let at = child_key(&health_path, "active");
+            if !active.path.starts_with('/')
+                || active.path.parse::<http::uri::PathAndQuery>().is_err()
+            {
+                c.error(
+                    &child_key(&at, "path"),
+                    format!(
+                        "invalid health-check path {:?}: expected e.g. /healthz",
+                        active.path
+                    ),
+                );
+            }
+            c.positive(&at, "interval", active.interval);
+            c.positive(&at, "timeout", active.timeout);
+            c.at_least_one(&at, "healthy_after", active.healthy_after);
+            c.at_least_one(&at, "unhealthy_after", active.unhealthy_after);
+        }
+        if let Some(passive) = &health.passive {
+            let at = child_key(&health_path, "passive");
+            c.at_least_one(&at, "consecutive_failures", passive.consecutive_failures);
+            c.positive(&at, "eject_for", passive.eject_for);
+            if passive.max_ejected_percent.is_some_and(|p| p > 100) {
+                c.error(
+                    &child_key(&at, "max_ejected_percent"),
+                    "must be from 0 to 100",
+                );
+            }
+        }
+    }
+    if let Some(breaker) = &upstream.circuit_breaker {
+        let at = child_key(base, "circuit_breaker");
+        if breaker
+            .failure_ratio
+            .is_some_and(|r| !(r > 0.0 && r <= 1.0))
+        {
+            c.error(
+                &child_key(&at, "failure_ratio"),
+                "must be greater than 0 and at most 1 (e.g. 0.5 for 50%)",
+            );
+        }
+        c.at_least_one(&at, "min_requests", breaker.min_requests);
+        c.positive(&at, "window", breaker.window);
+        c.positive(&at, "open_for", breaker.open_for);
+        c.at_least_one(&at, "half_open_requests", breaker.half_open_requests);
+    }
+    if let Some(retries) = &upstream.retries {
+        let at = child_key(base, "retries");
+        if retries.attempts.is_some_and(|a| a == 0 || a > MAX_ATTEMPTS) {
+            c.error(
+                &child_key(&at, "attempts"),
+                format!("must be from 1 to {MAX_ATTEMPTS} (tries in all, the first included)"),
+            );
+        }
+        let on_path = child_key(&at, "on");
+        for (i, on) in retries.on.iter().flatten().enumerate() {
+            let path = child_index(&on_path, i);
+            if let FileRetryOn::Status(code) = on
+                && !(*code == 429 || (500..=599).contains(code))
+            {
+                c.error(
+                    &path,
+                    format!("status {code} cannot be retried: use 429 or 500–599"),
+                );
+            }
+            let earlier = retries.on.iter().flatten().take(i);
+            if earlier.clone().any(|e| e == on) {
+                c.error(&path, "duplicate retry condition");
+            }
+        }
+        let backoff = child_key(&at, "backoff");
+        c.positive(&backoff, "base", retries.backoff.base);
+        c.positive(&backoff, "max", retries.backoff.max);
+        if let (Some(base), Some(max)) = (retries.backoff.base, retries.backoff.max)
+            && base > max
+        {
+            c.error(
+                &child_key(&backoff, "max"),
+                format!("max ({max}) cannot be shorter than base ({base})"),
+            );
+        }
+    }
+    if let Some(shedding) = &upstream.load_shedding {
+        let at = child_key(base, "load_shedding");
+        c.at_least_one(
+            &at,
+            "max_concurrent_requests",
+            Some(shedding.max_concurrent_requests),
+        );
+        c.positive(&at, "queue_timeout", shedding.queue_timeout);
+        if let Some(adaptive) = &shedding.adaptive {
+            let adaptive_path = child_key(&at, "adaptive");
+            c.at_least_one(&adaptive_path, "min_limit", adaptive.min_limit);
+            let min = adaptive.min_limit.unwrap_or(1);
+            let max = shedding.max_concurrent_requests;
+            if min > max {
+                c.error(
+                    &child_key(&adaptive_path, "min_limit"),
+                    format!("min_limit ({min}) cannot exceed max_concurrent_requests ({max})"),
+                );
+            }
+            if let Some(initial) = adaptive.initial_limit
+                && !(min..=max).contains(&initial)
+            {
+                c.error(
+                    &child_key(&adaptive_path, "initial_limit"),
+                    format!("must be from min_limit ({min}) to max_concurrent_requests ({max})"),
+                );
+            }
+        }
+    }
+}
+
+/// Checks `fallback` of the route at `base`.
+pub(super) fn route(
+    loaded: &LoadedFile,
+    base: &str,
+    route: &FileRoute,
+    errors: &mut Vec<ConfigError>,
+) {
+    let Some(fallback) = &route.fallback else {
+        return;
+    };
+    let mut c = Checks { loaded, errors };
+    let at = child_key(base, "fallback");
+    if fallback.status.is_some_and(|s| !(200..=599).contains(&s)) {
+        c.error(&child_key(&at, "status"), "must be from 200 to 599");
+    }
+    let headers = child_key(&at, "headers");
+    for (name, value) in &fallback.headers {
+        let path = child_key(&headers, name);
+        if HeaderName::from_bytes(name.as_bytes()).is_err() {
+            c.error(&path, format!("invalid header name {name:?}"));
+        } else if HeaderValue::from_str(value).is_err() {
+            c.error(
+                &path,
+                "invalid header value (control characters or non-ASCII)",
+            );
+        }
+    }
+    if route.upstream.is_none() {
+        c.error(&at, "a fallback needs the route's upstream to stand in for");
+    }
+}
+
+/// Whether `on` names this condition.
+pub(super) fn has_condition(on: &[FileRetryOn], condition: FileRetryCondition) -> bool {
+    on.contains(&FileRetryOn::Condition(condition))
+}
