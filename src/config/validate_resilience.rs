@@ -195,3 +195,105 @@ pub(super) fn route(
 pub(super) fn has_condition(on: &[FileRetryOn], condition: FileRetryCondition) -> bool {
     on.contains(&FileRetryOn::Condition(condition))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{parse_str, validate};
+
+    const HEAD: &str = "version: 1\nlisteners:\n  - name: public\n    address: 127.0.0.1:0\n";
+
+    fn errors(upstream_extra: &str, route_extra: &str) -> Vec<String> {
+        let text = format!(
+            "{HEAD}upstreams:\n  users:\n    targets: [{{ url: \"http://127.0.0.1:8081\" }}]\n{upstream_extra}routes:\n  - name: r\n    match: {{ path: /x }}\n    upstream: users\n{route_extra}"
+        );
+        let loaded = parse_str("t.yaml", &text, &|_| None)
+            .unwrap_or_else(|e| panic!("structural error: {e}"));
+        match validate(&loaded) {
+            Ok(()) => Vec::new(),
+            Err(errors) => errors.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn the_example_keys_are_valid() {
+        let extra = "    timeouts: { connect: 1s, request: 5s, per_try: 2s, idle: 90s }
+    health_check:
+      active: { path: /healthz, interval: 5s, timeout: 1s, healthy_after: 2, unhealthy_after: 3 }
+      passive: { consecutive_failures: 5, eject_for: 30s, max_ejected_percent: 50 }
+    circuit_breaker:
+      failure_ratio: 0.5
+      min_requests: 20
+      window: 10s
+      open_for: 30s
+      half_open_requests: 3
+    retries:
+      attempts: 3
+      on: [connect_error, reset, 502, 503, 504]
+      methods: idempotent
+      backoff: { base: 25ms, max: 250ms }
+      budget: 20%
+    load_shedding: { max_concurrent_requests: 100, queue: 10, queue_timeout: 50ms, adaptive: { min_limit: 5 } }
+";
+        let fallback = "    fallback: { status: 200, headers: { content-type: application/json }, body: '[]' }\n";
+        assert_eq!(errors(extra, fallback), Vec::<String>::new());
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_with_its_location() {
+        let extra = "    health_check:
+      active: { path: healthz, interval: 0s, healthy_after: 0 }
+      passive: { max_ejected_percent: 150 }
+    circuit_breaker: { failure_ratio: 1.5, half_open_requests: 0 }
+    retries:
+      attempts: 11
+      on: [reset, 404, reset]
+      backoff: { base: 1s, max: 100ms }
+    load_shedding: { max_concurrent_requests: 4, adaptive: { min_limit: 8 } }
+";
+        let fallback = "    fallback: { status: 99, headers: { \"bad header\": x } }\n";
+        let found = errors(extra, fallback);
+        let expected = [
+            "t.yaml:9:23: upstreams.users.health_check.active.path: invalid health-check path \"healthz\": expected e.g. /healthz",
+            "t.yaml:9:42: upstreams.users.health_check.active.interval: must be greater than 0",
+            "t.yaml:9:61: upstreams.users.health_check.active.healthy_after: must be at least 1",
+            "t.yaml:10:39: upstreams.users.health_check.passive.max_ejected_percent: must be from 0 to 100",
+            "t.yaml:11:39: upstreams.users.circuit_breaker.failure_ratio: must be greater than 0 and at most 1 (e.g. 0.5 for 50%)",
+            "t.yaml:11:64: upstreams.users.circuit_breaker.half_open_requests: must be at least 1",
+            "t.yaml:13:17: upstreams.users.retries.attempts: must be from 1 to 10 (tries in all, the first included)",
+            "t.yaml:14:19: upstreams.users.retries.on[1]: status 404 cannot be retried: use 429 or 500–599",
+            "t.yaml:14:24: upstreams.users.retries.on[2]: duplicate retry condition",
+            "t.yaml:15:33: upstreams.users.retries.backoff.max: max (100ms) cannot be shorter than base (1s)",
+            "t.yaml:16:73: upstreams.users.load_shedding.adaptive.min_limit: min_limit (8) cannot exceed max_concurrent_requests (4)",
+            "t.yaml:21:25: routes[0].fallback.status: must be from 200 to 599",
+            "t.yaml:21:54: routes[0].fallback.headers.bad header: invalid header name \"bad header\"",
+        ];
+        assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_units_are_structural_errors() {
+        for (extra, message) in [
+            ("    retries: { budget: 20 }\n", "expected a string"),
+            ("    retries: { budget: 20 percent }\n", "expected e.g. 20%"),
+            ("    retries: { budget: 120% }\n", "must be from 0% to 100%"),
+            (
+                "    retries: { on: [teapot] }\n",
+                "did not match any variant",
+            ),
+            (
+                "    circuit_breaker: { ratio: 0.5 }\n",
+                "unknown field `ratio`",
+            ),
+            (
+                "    load_shedding: { queue: 3 }\n",
+                "missing field `max_concurrent_requests`",
+            ),
+        ] {
+            let text = format!("{HEAD}upstreams:\n  users:\n    targets: []\n{extra}");
+            let error = parse_str("t.yaml", &text, &|_| None)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(message), "{extra}: {error}");
+        }
+    }
+}
