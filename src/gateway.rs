@@ -473,7 +473,13 @@ impl RunningGateway {
         let fresh: Vec<JoinHandle<()>> = runtime
             .upstreams
             .values()
-            .filter_map(crate::upstream::health::spawn_checker)
+            .flat_map(|cluster| {
+                [
+                    crate::upstream::health::spawn_checker(cluster),
+                    crate::upstream::discovery::spawn_discovery(cluster),
+                ]
+            })
+            .flatten()
             .collect();
         if let Ok(mut tasks) = self.shared.upstream_tasks.lock() {
             for old in std::mem::replace(&mut *tasks, fresh) {

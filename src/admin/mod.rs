@@ -261,7 +261,7 @@ fn metrics(gateway: &RunningGateway) -> Response<Full<Bytes>> {
     );
     let _ = writeln!(out, "# TYPE gantry_upstream_requests_in_flight gauge");
     for cluster in runtime.upstreams.values() {
-        for target in &cluster.targets {
+        for target in cluster.targets.load().iter() {
             let _ = writeln!(
                 out,
                 "gantry_upstream_requests_in_flight{{upstream=\"{}\",target=\"{}\"}} {}",

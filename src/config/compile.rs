@@ -324,7 +324,7 @@ fn cluster(
         max_response_head: usize::try_from(server.limits.max_header_bytes).unwrap_or(usize::MAX),
         http2: protocol == UpstreamProtocol::Http2,
     };
-    let resilience = super::compile_resilience::resilience(name, upstream, previous);
+    let resilience = super::compile_resilience::resilience(name, upstream, previous, &pool);
     let targets = upstream
         .targets
         .iter()
@@ -345,12 +345,17 @@ fn cluster(
             let weight = target.weight.max(1);
             // Same target, same settings: keep its pool and in-flight count across the reload.
             let unchanged = previous.and_then(|cluster| {
-                cluster.targets.iter().find(|t| {
-                    t.authority == authority && t.weight == weight && *t.pool.settings() == pool
-                })
+                cluster
+                    .targets
+                    .load()
+                    .iter()
+                    .find(|t| {
+                        t.authority == authority && t.weight == weight && *t.pool.settings() == pool
+                    })
+                    .cloned()
             });
             if let Some(kept) = unchanged {
-                return Some(Arc::clone(kept));
+                return Some(kept);
             }
             let authority_header = HeaderValue::from_str(&authority).ok()?;
             let health = super::compile_resilience::target_health(
@@ -390,7 +395,6 @@ fn cluster(
     };
     UpstreamCluster {
         name: Arc::from(name),
-        targets,
         balancer,
         hash_key,
         protocol,
@@ -399,6 +403,10 @@ fn cluster(
             FileHostHeader::Preserve => HostHeader::Preserve,
             FileHostHeader::Target => HostHeader::Target,
         },
+        targets: arc_swap::ArcSwap::from_pointee(
+            super::compile_resilience::discovered_targets(previous, resilience.discovery.as_ref())
+                .unwrap_or(targets),
+        ),
         resilience,
     }
 }

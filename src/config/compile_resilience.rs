@@ -13,8 +13,10 @@ use super::file_resilience::{FileRetryCondition, FileRetryMethods, FileRetryOn};
 use super::validate_resilience::has_condition;
 use crate::handler::forward::Fallback;
 use crate::upstream::breaker::BreakerSettings;
+use crate::upstream::client::PoolSettings;
 use crate::upstream::clock::Clock;
 use crate::upstream::cluster::{ClusterResilience, ClusterState, UpstreamCluster};
+use crate::upstream::discovery::DnsDiscovery;
 use crate::upstream::health::{ActiveHealthSettings, TargetHealth};
 use crate::upstream::outlier::OutlierSettings;
 use crate::upstream::retry::RetryPolicy;
@@ -43,6 +45,7 @@ pub(crate) mod defaults {
     pub const BUDGET_PERCENT: f64 = 20.0;
     pub const MIN_RETRIES_PER_SECOND: u32 = 3;
     pub const QUEUE_TIMEOUT: Duration = Duration::from_millis(50);
+    pub const DNS_REFRESH: Duration = Duration::from_secs(30);
 }
 
 fn or(value: Option<super::units::Duration>, default: Duration) -> Duration {
@@ -55,6 +58,7 @@ pub(super) fn resilience(
     name: &str,
     upstream: &FileUpstream,
     previous: Option<&UpstreamCluster>,
+    pool: &PoolSettings,
 ) -> ClusterResilience {
     let state = previous.map_or_else(
         || Arc::new(ClusterState::new(name, Clock::System)),
@@ -139,7 +143,20 @@ pub(super) fn resilience(
             }),
         }
     });
+    let discovery = upstream.discovery.as_ref().map(|d| DnsDiscovery {
+        name: d.dns.name.clone(),
+        port: d.dns.port,
+        refresh: or(d.dns.refresh, defaults::DNS_REFRESH),
+        nameservers: d
+            .dns
+            .nameservers
+            .iter()
+            .filter_map(|server| parse_nameserver(server))
+            .collect(),
+        pool: pool.clone(),
+    });
     ClusterResilience {
+        discovery,
         breaker,
         retry,
         outlier,
@@ -158,11 +175,42 @@ pub(super) fn target_health(
     clock: &Clock,
 ) -> Arc<TargetHealth> {
     previous
-        .and_then(|p| p.targets.iter().find(|t| t.authority == authority))
+        .and_then(|p| {
+            p.targets
+                .load()
+                .iter()
+                .find(|t| t.authority == authority)
+                .cloned()
+        })
         .map_or_else(
             || Arc::new(TargetHealth::new(name, authority, clock.clone())),
             |t| Arc::clone(&t.health),
         )
+}
+
+/// `IP` (port 53) or `IP:PORT`.
+pub(super) fn parse_nameserver(text: &str) -> Option<std::net::SocketAddr> {
+    text.parse().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| (ip, 53).into())
+    })
+}
+
+/// The starting targets of a discovered upstream: the previous snapshot's current list when it
+/// asked DNS the same question, else none until the first answer. `None` for static upstreams.
+pub(super) fn discovered_targets(
+    previous: Option<&UpstreamCluster>,
+    discovery: Option<&DnsDiscovery>,
+) -> Option<Vec<Arc<crate::upstream::cluster::Target>>> {
+    let discovery = discovery?;
+    let carried = previous.filter(|p| {
+        p.resilience
+            .discovery
+            .as_ref()
+            .is_some_and(|d| d.same_source(discovery))
+    });
+    Some(carried.map_or_else(Vec::new, |p| p.targets.load().as_ref().clone()))
 }
 
 /// The compiled `fallback` of a route (validated, so nothing fails here).

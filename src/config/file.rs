@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::file_resilience::{
-    FileCircuitBreaker, FileFallback, FileHealthCheck, FileLoadShedding, FileRetries,
+    FileCircuitBreaker, FileDiscovery, FileFallback, FileHealthCheck, FileLoadShedding, FileRetries,
 };
 use super::units::{ByteSize, Duration};
 
@@ -195,6 +195,8 @@ pub struct FileUpstream {
     pub retries: Option<FileRetries>,
     /// Concurrency limit (fixed or adaptive) with a short queue.
     pub load_shedding: Option<FileLoadShedding>,
+    /// Targets found in DNS instead of listed (`targets` must then be left out).
+    pub discovery: Option<FileDiscovery>,
 }
 
 /// One upstream target.

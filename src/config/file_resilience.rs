@@ -167,6 +167,29 @@ pub struct FileFallback {
     pub body: String,
 }
 
+/// Service discovery.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileDiscovery {
+    /// Targets from DNS: A/AAAA records with `port`, or SRV records when `port` is left out.
+    pub dns: FileDnsDiscovery,
+}
+
+/// DNS discovery.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileDnsDiscovery {
+    /// Name to resolve, e.g. `orders.internal` (SRV: `_http._tcp.orders.internal`).
+    pub name: String,
+    /// Port of every address; without it the name is looked up as SRV (ports and weights from there).
+    pub port: Option<u16>,
+    /// Longest time between two lookups (default 30s); a shorter TTL refreshes sooner.
+    pub refresh: Option<Duration>,
+    /// DNS servers as `IP` or `IP:PORT` (default: the system's, from /etc/resolv.conf).
+    #[serde(default)]
+    pub nameservers: Vec<String>,
+}
+
 /// A percentage written `20%` (0–100, decimals allowed).
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
 pub struct Percent(pub f64);

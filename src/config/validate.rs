@@ -273,7 +273,10 @@ impl Validator<'_> {
         let targets_path = child_key(base, "targets");
         // An explicit `targets: []` is a deliberate drain (every request answers 503 no-target);
         // leaving the key out is a mistake.
-        if upstream.targets.is_empty() && !self.loaded.source_map.contains(&targets_path) {
+        if upstream.targets.is_empty()
+            && upstream.discovery.is_none()
+            && !self.loaded.source_map.contains(&targets_path)
+        {
             self.error(
                 &targets_path,
                 "an upstream needs targets (write `targets: []` to drain it: requests get 503)",

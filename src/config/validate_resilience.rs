@@ -128,6 +128,44 @@ pub(super) fn upstream(
             );
         }
     }
+    if let Some(discovery) = &upstream.discovery {
+        let at = child_key(&child_key(base, "discovery"), "dns");
+        if !upstream.targets.is_empty() {
+            c.error(
+                &child_key(base, "targets"),
+                "an upstream has either `targets` or `discovery`, not both",
+            );
+        }
+        let name = discovery.dns.name.trim_end_matches('.');
+        let valid_name = !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if !valid_name {
+            c.error(
+                &child_key(&at, "name"),
+                format!("invalid DNS name {:?}", discovery.dns.name),
+            );
+        }
+        if discovery.dns.port == Some(0) {
+            c.error(&child_key(&at, "port"), "must be from 1 to 65535");
+        }
+        c.positive(&at, "refresh", discovery.dns.refresh);
+        let servers = child_key(&at, "nameservers");
+        for (i, server) in discovery.dns.nameservers.iter().enumerate() {
+            if super::compile_resilience::parse_nameserver(server).is_none() {
+                c.error(
+                    &child_index(&servers, i),
+                    format!("invalid DNS server {server:?}: expected IP or IP:PORT"),
+                );
+            }
+        }
+    }
     if let Some(shedding) = &upstream.load_shedding {
         let at = child_key(base, "load_shedding");
         c.at_least_one(
@@ -268,6 +306,35 @@ mod tests {
             "t.yaml:21:54: routes[0].fallback.headers.bad header: invalid header name \"bad header\"",
         ];
         assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn discovery_replaces_targets_and_checks_its_name_and_servers() {
+        let text = format!(
+            "{HEAD}upstreams:\n  orders:\n    discovery:\n      dns: {{ name: orders.internal, port: 8080, refresh: 10s, nameservers: [10.0.0.2, \"10.0.0.3:5353\"] }}\n"
+        );
+        let loaded = parse_str("t.yaml", &text, &|_| None).unwrap();
+        assert!(validate(&loaded).is_ok());
+        let text = format!(
+            "{HEAD}upstreams:\n  orders:\n    targets: [{{ url: \"http://127.0.0.1:1\" }}]\n    discovery:\n      dns: {{ name: \"bad name\", port: 0, refresh: 0s, nameservers: [dns.example] }}\n"
+        );
+        let loaded = parse_str("t.yaml", &text, &|_| None).unwrap();
+        let found: Vec<String> = validate(&loaded)
+            .unwrap_err()
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "t.yaml:7:14: upstreams.orders.targets: an upstream has either `targets` or `discovery`, not both",
+                "t.yaml:9:20: upstreams.orders.discovery.dns.name: invalid DNS name \"bad name\"",
+                "t.yaml:9:38: upstreams.orders.discovery.dns.port: must be from 1 to 65535",
+                "t.yaml:9:50: upstreams.orders.discovery.dns.refresh: must be greater than 0",
+                "t.yaml:9:68: upstreams.orders.discovery.dns.nameservers[0]: invalid DNS server \"dns.example\": expected IP or IP:PORT",
+            ]
+        );
     }
 
     #[test]

@@ -322,7 +322,9 @@ async fn forward_with_retries(
             }
             if upstream_failed {
                 if let Some(outlier) = &resilience.outlier {
-                    target.health.record_failure(outlier, &cluster.targets);
+                    target
+                        .health
+                        .record_failure(outlier, &cluster.targets.load());
                 }
             } else {
                 target.health.record_success();

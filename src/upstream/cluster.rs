@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::balance::{Balancer, TargetLoad};
@@ -77,6 +78,26 @@ pub struct Target {
     pub health: Arc<TargetHealth>,
 }
 
+impl Target {
+    /// A target at `authority` (`host:port`) with an empty pool; `None` when `authority` is not a
+    /// valid header value.
+    pub fn new(
+        authority: &str,
+        weight: u32,
+        pool: &super::client::PoolSettings,
+        health: Arc<TargetHealth>,
+    ) -> Option<Self> {
+        Some(Self {
+            authority_header: HeaderValue::from_str(authority).ok()?,
+            authority: authority.to_owned(),
+            weight: weight.max(1),
+            in_flight: AtomicUsize::new(0),
+            pool: ConnectionPool::new(authority.to_owned(), pool.clone()),
+            health,
+        })
+    }
+}
+
 impl TargetLoad for Arc<Target> {
     fn weight(&self) -> u32 {
         self.weight
@@ -93,8 +114,8 @@ impl TargetLoad for Arc<Target> {
 pub struct UpstreamCluster {
     /// Name from the config.
     pub name: Arc<str>,
-    /// The targets.
-    pub targets: Vec<Arc<Target>>,
+    /// The targets: fixed for static upstreams, replaced whole by DNS discovery.
+    pub targets: ArcSwap<Vec<Arc<Target>>>,
     /// How a target is chosen.
     pub balancer: Balancer,
     /// What consistent hashing hashes.
@@ -122,6 +143,8 @@ pub struct ClusterResilience {
     pub active: Option<ActiveHealthSettings>,
     /// Concurrency limit, when configured.
     pub shed: Option<ShedSettings>,
+    /// DNS discovery of the targets, when configured.
+    pub discovery: Option<super::discovery::DnsDiscovery>,
     /// State shared by every snapshot that has this upstream.
     pub state: Arc<ClusterState>,
 }
@@ -175,22 +198,21 @@ impl UpstreamCluster {
                 Some(ip_text.as_bytes())
             }
         };
-        if self.targets.is_empty() {
+        let targets = self.targets.load();
+        if targets.is_empty() {
             return Pick::NoTargets;
         }
         // Fast path: every target in rotation and nothing to avoid; no allocation.
-        if tried.is_empty() && self.targets.iter().all(|t| t.health.is_available()) {
-            return match self.balancer.pick(&self.targets, key) {
-                Some(index) => self
-                    .targets
+        if tried.is_empty() && targets.iter().all(|t| t.health.is_available()) {
+            return match self.balancer.pick(&targets, key) {
+                Some(index) => targets
                     .get(index)
                     .cloned()
                     .map_or(Pick::NoneAvailable, Pick::Target),
                 None => Pick::NoneAvailable,
             };
         }
-        let available: Vec<Arc<Target>> = self
-            .targets
+        let available: Vec<Arc<Target>> = targets
             .iter()
             .filter(|t| t.health.is_available())
             .cloned()
@@ -231,6 +253,7 @@ impl UpstreamCluster {
         };
         let targets: Vec<serde_json::Value> = self
             .targets
+            .load()
             .iter()
             .map(|target| {
                 let health = &target.health;
@@ -278,6 +301,7 @@ impl UpstreamCluster {
             },
             "retry_budget": { "requests": requests, "retries": retries },
             "load_shedding": shedding,
+            "discovery": self.resilience.discovery.as_ref().map(|d| d.name.clone()),
         })
     }
 }

@@ -182,7 +182,8 @@ async fn run_checker(cluster: Weak<UpstreamCluster>, settings: ActiveHealthSetti
             let Some(cluster) = cluster.upgrade() else {
                 return;
             };
-            let checks = cluster.targets.iter().map(|target| {
+            let targets = cluster.targets.load_full();
+            let checks = targets.iter().map(|target| {
                 let settings = &settings;
                 async move {
                     let passed = check(&target.authority, settings).await;

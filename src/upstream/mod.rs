@@ -7,6 +7,7 @@ pub mod budget;
 pub mod client;
 pub mod clock;
 pub mod cluster;
+pub mod discovery;
 pub mod health;
 pub mod outlier;
 pub mod retry;

@@ -5,6 +5,7 @@
 
 pub mod body;
 pub mod client;
+pub mod dns;
 pub mod raw_upstream;
 pub mod upstream;
 
@@ -15,6 +16,7 @@ pub use client::{
     Collected, RawConn, RawResponse, TestClient, collect, get, h2_client, http1_client,
     raw_request, send, ws_connect,
 };
+pub use dns::DnsServer;
 pub use raw_upstream::{RawConnection, RawUpstream};
 pub use upstream::{Fault, RecordedRequest, Upstream};
 pub mod gateway;

@@ -116,7 +116,13 @@ struct State {
 impl Upstream {
     /// Binds 127.0.0.1:0 and starts serving; ready to accept when this returns.
     pub async fn start(name: &str) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Self::start_at(name, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Binds `addr` (e.g. another loopback address with a port already used on 127.0.0.1, for DNS
+    /// tests where every address shares one port) and starts serving.
+    pub async fn start_at(name: &str, addr: SocketAddr) -> Upstream {
+        let listener = TcpListener::bind(addr)
             .await
             .expect("bind upstream listener");
         let addr = listener.local_addr().expect("upstream local addr");
