@@ -136,6 +136,35 @@ pub enum GatewayError {
         /// Upstream cluster name.
         upstream: String,
     },
+    /// The upstream's circuit breaker is open: answered at once, without calling it.
+    #[error("upstream {upstream} is unavailable (circuit open)")]
+    CircuitOpen {
+        /// Upstream cluster name.
+        upstream: String,
+        /// When a probe will be let through; sent as `Retry-After`.
+        retry_after: Duration,
+    },
+    /// Every target of the upstream is unhealthy or ejected.
+    #[error("upstream {upstream} has no healthy target")]
+    NoHealthyTarget {
+        /// Upstream cluster name.
+        upstream: String,
+    },
+    /// The upstream's concurrency limit and queue are full: the request was shed.
+    #[error("upstream {upstream} is overloaded")]
+    Overloaded {
+        /// Upstream cluster name.
+        upstream: String,
+    },
+    /// The request's time budget ran out before it could be (re)sent.
+    #[error("the deadline for upstream {upstream} passed before the request could be sent")]
+    DeadlineExceeded {
+        /// Upstream cluster name.
+        upstream: String,
+    },
+    /// The client's `grpc-timeout` header is malformed.
+    #[error("invalid grpc-timeout header: expected 1 to 8 digits and a unit (H, M, S, m, u, n)")]
+    InvalidGrpcTimeout,
     /// The client went away before the response was ready (logged as 499, never sent).
     #[error("the client closed the connection")]
     ClientClosed,
@@ -165,7 +194,8 @@ impl GatewayError {
             | Self::InvalidHost
             | Self::BadPath(_)
             | Self::BadRequestBody { .. }
-            | Self::PlainHttpOnTlsPort => StatusCode::BAD_REQUEST,
+            | Self::PlainHttpOnTlsPort
+            | Self::InvalidGrpcTimeout => StatusCode::BAD_REQUEST,
             Self::RequestBodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::NoRoute { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -179,7 +209,11 @@ impl GatewayError {
             Self::UpstreamTimeout { .. } | Self::ConnectTimeout { .. } => {
                 StatusCode::GATEWAY_TIMEOUT
             }
-            Self::NoTarget { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoTarget { .. }
+            | Self::CircuitOpen { .. }
+            | Self::NoHealthyTarget { .. }
+            | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
             // 499 is nginx's "client closed request"; it only ever reaches the access log.
             Self::ClientClosed => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -207,6 +241,11 @@ impl GatewayError {
             Self::UpstreamTimeout { .. } => "upstream-timeout",
             Self::ConnectTimeout { .. } => "upstream-connect-timeout",
             Self::NoTarget { .. } => "no-target",
+            Self::CircuitOpen { .. } => "circuit-open",
+            Self::NoHealthyTarget { .. } => "no-healthy-target",
+            Self::Overloaded { .. } => "overloaded",
+            Self::DeadlineExceeded { .. } => "deadline-exceeded",
+            Self::InvalidGrpcTimeout => "invalid-grpc-timeout",
             Self::ClientClosed => "client-closed",
             Self::PlainHttpOnTlsPort => "plain-http-on-tls-port",
             Self::UpstreamTls { .. } => "upstream-tls",
@@ -230,6 +269,7 @@ impl GatewayError {
             | Self::UriTooLong { .. }
             | Self::HeadersTooLarge { .. }
             | Self::LoopDetected
+            | Self::InvalidGrpcTimeout
             | Self::ClientClosed
             | Self::PlainHttpOnTlsPort => ErrorOrigin::Client,
             Self::UpstreamConnect { .. }
@@ -237,7 +277,11 @@ impl GatewayError {
             | Self::UpstreamFailed { .. }
             | Self::UpstreamTimeout { .. }
             | Self::ConnectTimeout { .. }
-            | Self::NoTarget { .. } => ErrorOrigin::Upstream,
+            | Self::NoTarget { .. }
+            | Self::CircuitOpen { .. }
+            | Self::NoHealthyTarget { .. }
+            | Self::Overloaded { .. }
+            | Self::DeadlineExceeded { .. } => ErrorOrigin::Upstream,
             Self::Internal => ErrorOrigin::Gateway,
         }
     }
@@ -251,6 +295,19 @@ impl GatewayError {
                 | Self::PayloadTooLarge { .. }
                 | Self::Internal
         )
+    }
+
+    /// Seconds for `Retry-After` on answers that say "come back later".
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            // Rounded up: a client coming back on time finds the breaker half-open.
+            Self::CircuitOpen { retry_after, .. } => {
+                Some(retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0))
+                    .map(|s| s.max(1))
+            }
+            Self::Overloaded { .. } => Some(1),
+            _ => None,
+        }
     }
 
     /// gRPC status code for gRPC clients.
@@ -300,6 +357,10 @@ impl GatewayError {
             && let Ok(value) = HeaderValue::from_str(allow)
         {
             rsp.headers_mut().insert(header::ALLOW, value);
+        }
+        if let Some(after) = self.retry_after() {
+            rsp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(after));
         }
         if self.closes_connection() {
             rsp.headers_mut()

@@ -107,6 +107,8 @@ struct Shared {
     background: Mutex<Vec<JoinHandle<()>>>,
     stop_background: watch::Sender<bool>,
     admin_addr: Mutex<Option<SocketAddr>>,
+    /// Per-upstream tasks of the snapshot in force (active health checks), replaced on reload.
+    upstream_tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// A started gateway: a cheap handle (clones share it) to inspect, reload and stop it.
@@ -163,8 +165,10 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
             background: Mutex::new(Vec::new()),
             stop_background,
             admin_addr: Mutex::new(None),
+            upstream_tasks: Mutex::new(Vec::new()),
         }),
     };
+    gateway.restart_upstream_tasks(&runtime);
     if let Some(admin) = &config.admin {
         let task = crate::admin::serve(admin.clone(), gateway.clone())
             .await
@@ -410,6 +414,7 @@ impl RunningGateway {
         let grace = config.runtime.server.shutdown_grace;
         let version = config.runtime.version.clone();
         retire(state.runtime.swap(Arc::clone(&config.runtime)));
+        self.restart_upstream_tasks(&config.runtime);
         if let Ok(mut g) = self.shared.shutdown_grace.lock() {
             *g = grace;
         }
@@ -470,6 +475,27 @@ impl RunningGateway {
         Ok(version)
     }
 
+    /// Stops the upstream tasks of the previous snapshot and starts those of `runtime` (their
+    /// state lives in the carried-over targets, so nothing is lost).
+    fn restart_upstream_tasks(&self, runtime: &Runtime) {
+        let fresh: Vec<JoinHandle<()>> = runtime
+            .upstreams
+            .values()
+            .flat_map(|cluster| {
+                [
+                    crate::upstream::health::spawn_checker(cluster),
+                    crate::upstream::discovery::spawn_discovery(cluster),
+                ]
+            })
+            .flatten()
+            .collect();
+        if let Ok(mut tasks) = self.shared.upstream_tasks.lock() {
+            for old in std::mem::replace(&mut *tasks, fresh) {
+                old.abort();
+            }
+        }
+    }
+
     /// Runs `task` until shutdown (admin listener, file watcher).
     pub(crate) fn add_background(&self, task: JoinHandle<()>) {
         if let Ok(mut tasks) = self.shared.background.lock() {
@@ -508,6 +534,9 @@ impl RunningGateway {
             .map(|handle| close_listener(handle, grace))
             .collect();
         futures_util::future::join_all(closing).await;
+        if let Ok(mut tasks) = self.shared.upstream_tasks.lock() {
+            tasks.drain(..).for_each(|task| task.abort());
+        }
         let _ = self.shared.stop_background.send(true);
         let tasks: Vec<JoinHandle<()>> = self
             .shared

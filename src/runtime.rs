@@ -109,6 +109,8 @@ pub struct Route {
     pub rewrite: Option<Rewrite>,
     /// WebSocket upgrades pass through.
     pub websocket: bool,
+    /// Static answer when the upstream is open-circuited, unhealthy or timed out.
+    pub fallback: Option<Arc<crate::handler::forward::Fallback>>,
 }
 
 /// Edge settings: trust boundary, ids, limits.

@@ -21,7 +21,6 @@ use tokio::task::JoinHandle;
 
 use crate::gateway::{ReloadError, RunningGateway};
 use crate::runtime::AdminSettings;
-use crate::upstream::cluster::UpstreamProtocol;
 
 /// The OpenAPI description of this API, served at `GET /admin/openapi.json`.
 const OPENAPI: &str = include_str!("openapi.json");
@@ -195,33 +194,7 @@ fn upstreams(gateway: &RunningGateway) -> serde_json::Value {
     let list: Vec<serde_json::Value> = runtime
         .upstreams
         .values()
-        .map(|cluster| {
-            let targets: Vec<serde_json::Value> = cluster
-                .targets
-                .iter()
-                .map(|target| {
-                    serde_json::json!({
-                        "target": target.authority,
-                        "weight": target.weight,
-                        "in_flight": target.in_flight.load(Ordering::Relaxed),
-                        "idle_connections": target.pool.idle_count(),
-                        // Health checks and breakers come with the resilience work: until then
-                        // every target is in rotation and no breaker exists.
-                        "health": "unchecked",
-                        "breaker": "none",
-                        "ejected_until": null,
-                    })
-                })
-                .collect();
-            serde_json::json!({
-                "name": &*cluster.name,
-                "protocol": match cluster.protocol {
-                    UpstreamProtocol::Http1 => "http1",
-                    UpstreamProtocol::Http2 => "h2",
-                },
-                "targets": targets,
-            })
-        })
+        .map(|cluster| cluster.admin_view())
         .collect();
     serde_json::Value::Array(list)
 }
@@ -288,7 +261,7 @@ fn metrics(gateway: &RunningGateway) -> Response<Full<Bytes>> {
     );
     let _ = writeln!(out, "# TYPE gantry_upstream_requests_in_flight gauge");
     for cluster in runtime.upstreams.values() {
-        for target in &cluster.targets {
+        for target in cluster.targets.load().iter() {
             let _ = writeln!(
                 out,
                 "gantry_upstream_requests_in_flight{{upstream=\"{}\",target=\"{}\"}} {}",

@@ -348,6 +348,7 @@ fn cluster(
         tls: None,
     };
     let tls = super::compile_tls::upstream_tls(loaded, name, upstream, pool.http2, errors);
+    let resilience = super::compile_resilience::resilience(name, upstream, previous, &pool);
     let targets = upstream
         .targets
         .iter()
@@ -376,12 +377,17 @@ fn cluster(
             let weight = target.weight.max(1);
             // Same target, same settings: keep its pool and in-flight count across the reload.
             let unchanged = previous.and_then(|cluster| {
-                cluster.targets.iter().find(|t| {
-                    t.authority == authority && t.weight == weight && *t.pool.settings() == pool
-                })
+                cluster
+                    .targets
+                    .load()
+                    .iter()
+                    .find(|t| {
+                        t.authority == authority && t.weight == weight && *t.pool.settings() == pool
+                    })
+                    .cloned()
             });
             if let Some(kept) = unchanged {
-                return Some(Arc::clone(kept));
+                return Some(kept);
             }
             let authority_header = HeaderValue::from_str(&authority).ok()?;
             // A URL without a port means the scheme's default one.
@@ -395,7 +401,14 @@ fn cluster(
             } else {
                 format!("{authority}:80")
             };
+            let health = super::compile_resilience::target_health(
+                name,
+                &authority,
+                previous,
+                &resilience.state.clock,
+            );
             Some(Arc::new(Target {
+                health,
                 pool: ConnectionPool::new(connect_to, pool.clone()),
                 authority,
                 authority_header,
@@ -425,7 +438,6 @@ fn cluster(
     };
     UpstreamCluster {
         name: Arc::from(name),
-        targets,
         balancer,
         hash_key,
         protocol,
@@ -434,6 +446,11 @@ fn cluster(
             FileHostHeader::Preserve => HostHeader::Preserve,
             FileHostHeader::Target => HostHeader::Target,
         },
+        targets: arc_swap::ArcSwap::from_pointee(
+            super::compile_resilience::discovered_targets(previous, resilience.discovery.as_ref())
+                .unwrap_or(targets),
+        ),
+        resilience,
     }
 }
 
@@ -507,6 +524,7 @@ fn route_table(
                 upstream: Arc::clone(upstream),
                 rewrite,
                 websocket: route.websocket,
+                fallback: super::compile_resilience::fallback(route),
             }),
         });
     }

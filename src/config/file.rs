@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::file_resilience::{
+    FileCircuitBreaker, FileDiscovery, FileFallback, FileHealthCheck, FileLoadShedding, FileRetries,
+};
 use super::file_tls::{FileListenerTls, FileUpstreamTls};
 use super::units::{ByteSize, Duration};
 
@@ -189,6 +192,16 @@ pub struct FileUpstream {
     pub host_header: FileHostHeader,
     /// TLS settings for `https://` targets (CA, SNI name, client certificate).
     pub tls: Option<FileUpstreamTls>,
+    /// Active health checks and passive outlier ejection.
+    pub health_check: Option<FileHealthCheck>,
+    /// Circuit breaker.
+    pub circuit_breaker: Option<FileCircuitBreaker>,
+    /// Retries with backoff and a budget.
+    pub retries: Option<FileRetries>,
+    /// Concurrency limit (fixed or adaptive) with a short queue.
+    pub load_shedding: Option<FileLoadShedding>,
+    /// Targets found in DNS instead of listed (`targets` must then be left out).
+    pub discovery: Option<FileDiscovery>,
 }
 
 /// One upstream target.
@@ -300,6 +313,8 @@ pub struct FileRoute {
     /// Allow WebSocket upgrades through this route.
     #[serde(default)]
     pub websocket: bool,
+    /// Static answer when the upstream is open-circuited, unhealthy or timed out.
+    pub fallback: Option<FileFallback>,
 }
 
 /// Route match conditions.

@@ -274,7 +274,10 @@ impl Validator<'_> {
         let targets_path = child_key(base, "targets");
         // An explicit `targets: []` is a deliberate drain (every request answers 503 no-target);
         // leaving the key out is a mistake.
-        if upstream.targets.is_empty() && !self.loaded.source_map.contains(&targets_path) {
+        if upstream.targets.is_empty()
+            && upstream.discovery.is_none()
+            && !self.loaded.source_map.contains(&targets_path)
+        {
             self.error(
                 &targets_path,
                 "an upstream needs targets (write `targets: []` to drain it: requests get 503)",
@@ -356,6 +359,7 @@ impl Validator<'_> {
                 );
             }
         }
+        super::validate_resilience::upstream(self.loaded, base, upstream, &mut self.errors);
         let pool_path = child_key(base, "pool");
         self.at_least_one(
             &child_key(&pool_path, "max_idle_per_target"),
@@ -393,6 +397,7 @@ impl Validator<'_> {
                 names.insert(&route.name, i);
             }
             self.route_upstream(&base, route);
+            super::validate_resilience::route(self.loaded, &base, route, &mut self.errors);
             let template = self.route_match(&base, &route.matcher);
             self.rewrite(&base, route, template.as_ref());
             if let Some((key, shape)) = Shape::of(&route.matcher, template) {

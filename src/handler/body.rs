@@ -85,6 +85,9 @@ impl IdleTimer {
 
 /// The body sent upstream.
 pub struct RequestBody {
+    /// A body read ahead so the request can be sent again (retries), served before `inner`.
+    buffered: Option<Bytes>,
+    buffered_trailers: Option<http::HeaderMap>,
     inner: Option<Incoming>,
     limit: u64,
     received: u64,
@@ -96,6 +99,8 @@ impl RequestBody {
     /// An empty body (requests Gantry makes itself).
     pub fn empty() -> Self {
         Self {
+            buffered: None,
+            buffered_trailers: None,
             inner: None,
             limit: 0,
             received: 0,
@@ -107,12 +112,22 @@ impl RequestBody {
     /// Wraps the client's body with a size limit and an idle timeout.
     pub fn new(inner: Incoming, limit: u64, idle: Duration, failure: FailureSlot) -> Self {
         Self {
+            buffered: None,
+            buffered_trailers: None,
             inner: Some(inner),
             limit,
             received: 0,
             idle: IdleTimer::new(idle),
             failure,
         }
+    }
+
+    /// A body read ahead of time (a copy is sent on every try of a retried request).
+    pub fn buffered(data: Bytes, trailers: Option<http::HeaderMap>) -> Self {
+        let mut body = Self::empty();
+        body.buffered = Some(data).filter(|d| !d.is_empty());
+        body.buffered_trailers = trailers;
+        body
     }
 
     /// Bytes seen so far.
@@ -136,6 +151,12 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
+        if let Some(data) = this.buffered.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        if let Some(trailers) = this.buffered_trailers.take() {
+            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+        }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
@@ -167,13 +188,16 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Body::is_end_stream)
+        self.buffered.is_none()
+            && self.buffered_trailers.is_none()
+            && self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
+        let buffered = self.buffered.as_ref().map_or(0, |b| b.len() as u64);
         self.inner
             .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+            .map_or_else(|| SizeHint::with_exact(buffered), Body::size_hint)
     }
 }
 

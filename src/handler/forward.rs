@@ -1,18 +1,27 @@
-//! The `forward` handler: one request to one target of the route's upstream, streamed both ways.
+//! The `forward` handler: a request to the route's upstream, with the resilience layers in a
+//! fixed order, streamed both ways.
 //!
-//! Order: pick a target (balancer) → build the upstream request in place (headers moved, not
-//! copied) → check out a pooled connection → send under the per-try/request deadline → hand the
-//! response back with its body still streaming. A request that never left a stale keep-alive
-//! connection is sent again on another connection (safe: not a byte was written).
+//! Order: deadline (the upstream's `request` timeout, shortened by a client's `grpc-timeout`) →
+//! load shedding (concurrency limit, short queue) → body: kept in memory when it may be sent again
+//! (a retryable method, a known length up to 64 KiB) → per try: pick an available target (another
+//! one than before when there is one) → circuit breaker → per-try timeout (`per_try`, never past
+//! the deadline), with the time left sent upstream in `Gantry-Timeout-Ms` → outcome counted by the
+//! breaker and the target's passive health → retry (condition, attempts, budget, full-jitter
+//! backoff) or hand the response back with its body still streaming. A response that reached the
+//! client is never retried: only a try whose response is dropped here is. A request that never
+//! left a stale keep-alive connection is sent again on another connection (safe: not a byte was
+//! written; not a retry).
 
 use std::net::IpAddr;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
-use http::{Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
+use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
@@ -23,8 +32,17 @@ use crate::pipeline::headers::remove_hop_by_hop;
 use crate::runtime::{Route, ServerSettings};
 use crate::upstream::client::{ConnectError, PooledConnection, SendError};
 use crate::upstream::cluster::{
-    HostHeader, InFlightGuard, Target, UpstreamCluster, UpstreamProtocol,
+    HostHeader, InFlightGuard, Pick, Target, UpstreamCluster, UpstreamProtocol,
 };
+use crate::upstream::retry::REPLAY_LIMIT;
+
+/// The time left for a try, in milliseconds, sent to the upstream so it can give up in time.
+pub const TIMEOUT_HEADER: HeaderName = HeaderName::from_static("gantry-timeout-ms");
+
+/// Marks an answer that came from the route's fallback, not from the upstream.
+pub const FALLBACK_HEADER: HeaderName = HeaderName::from_static("gantry-fallback");
+
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// A request ready to forward: its head (already cleaned at the edge), body and target path.
 pub struct ForwardRequest {
@@ -42,69 +60,340 @@ pub struct ForwardRequest {
     pub client_upgrade: Option<OnUpgrade>,
 }
 
-/// Forwards the request to the route's upstream.
+/// A route's static stand-in answer (`routes[].fallback`).
+#[derive(Debug, Clone)]
+pub struct Fallback {
+    /// Status code.
+    pub status: StatusCode,
+    /// Headers, `Gantry-Fallback: true` added when served.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+/// Forwards the request to the route's upstream; serves the route's fallback instead when the
+/// upstream is open-circuited, has no healthy target or ran out of time.
 pub async fn forward(
     route: &Route,
     request: ForwardRequest,
     settings: &ServerSettings,
     record: &mut AccessRecord,
 ) -> Result<Response<ResponseBody>, GatewayError> {
+    let result = forward_with_retries(route, request, settings, record).await;
+    match (result, &route.fallback) {
+        (Err(err), Some(fallback)) if serves_fallback(&err) => {
+            tracing::debug!(route = %route.name, error = %err, "serving the route's fallback");
+            let mut response = Response::new(ResponseBody::full(fallback.body.clone()));
+            *response.status_mut() = fallback.status;
+            *response.headers_mut() = fallback.headers.clone();
+            response
+                .headers_mut()
+                .insert(FALLBACK_HEADER, HeaderValue::from_static("true"));
+            response
+                .headers_mut()
+                .append(header::VIA, settings.via_entry.clone());
+            Ok(response)
+        }
+        (result, _) => result,
+    }
+}
+
+/// The failures a fallback stands in for: the upstream cannot be asked, or did not answer in time.
+fn serves_fallback(err: &GatewayError) -> bool {
+    matches!(
+        err,
+        GatewayError::CircuitOpen { .. }
+            | GatewayError::NoHealthyTarget { .. }
+            | GatewayError::UpstreamTimeout { .. }
+            | GatewayError::DeadlineExceeded { .. }
+    )
+}
+
+/// The request body: streamed once, or buffered and sent on every try.
+enum BodySource {
+    Stream(Option<RequestBody>),
+    Buffered(Bytes, Option<HeaderMap>),
+}
+
+impl BodySource {
+    fn take(&mut self) -> Option<RequestBody> {
+        match self {
+            Self::Stream(body) => body.take(),
+            Self::Buffered(data, trailers) => {
+                Some(RequestBody::buffered(data.clone(), trailers.clone()))
+            }
+        }
+    }
+
+    fn replayable(&self) -> bool {
+        matches!(self, Self::Buffered(..))
+    }
+}
+
+/// How a try ended, as the retry policy, breaker and health see it.
+enum TryOutcome {
+    Response(Response<Incoming>, PooledConnection),
+    Failed(GatewayError, FailureKind),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FailureKind {
+    Connect,
+    Reset,
+    Timeout,
+    /// The client's body broke: not the upstream's fault, never retried.
+    Client,
+}
+
+async fn forward_with_retries(
+    route: &Route,
+    request: ForwardRequest,
+    settings: &ServerSettings,
+    record: &mut AccessRecord,
+) -> Result<Response<ResponseBody>, GatewayError> {
     let cluster = &*route.upstream;
+    let resilience = &cluster.resilience;
+    let state = &*resilience.state;
     let ForwardRequest {
-        mut parts,
+        parts,
         body,
         path_and_query,
         host,
         client_ip,
         client_upgrade,
     } = request;
-    let target = cluster
-        .pick(&parts.headers, client_ip)
-        .ok_or_else(|| GatewayError::NoTarget {
-            upstream: cluster.name.to_string(),
-        })?;
     if record.is_enabled() {
         record.upstream = Some(cluster.name.clone());
-        record.target = Some(target.authority.clone());
     }
-    let in_flight = InFlightGuard::new(target.clone());
+    let upstream_name = || cluster.name.to_string();
+
+    let started = Instant::now();
+    let mut budget = cluster.timeouts.request;
+    if let Some(value) = parts.headers.get(&GRPC_TIMEOUT) {
+        let client =
+            parse_grpc_timeout(value.as_bytes()).ok_or(GatewayError::InvalidGrpcTimeout)?;
+        budget = budget.min(client);
+    }
+    if budget.is_zero() {
+        return Err(GatewayError::DeadlineExceeded {
+            upstream: upstream_name(),
+        });
+    }
+    let deadline = started + budget;
+
+    let shed_permit = match &resilience.shed {
+        Some(shed) => {
+            Some(
+                state
+                    .shedder
+                    .acquire(shed)
+                    .await
+                    .map_err(|_| GatewayError::Overloaded {
+                        upstream: upstream_name(),
+                    })?,
+            )
+        }
+        None => None,
+    };
 
     let failure = FailureSlot::default();
     record.request_body = Some(failure.clone());
-    let body = RequestBody::new(
-        body,
-        settings.limits.max_body_bytes,
-        cluster.timeouts.idle,
-        failure.clone(),
-    );
-    let websocket = client_upgrade.is_some();
-    build_upstream_head(
-        &mut parts,
-        cluster,
-        &target,
-        host,
-        &path_and_query,
-        websocket,
-    )?;
-    let upstream_request = Request::from_parts(parts, body);
-
-    let started = Instant::now();
-    let deadline = cluster.timeouts.per_try.min(cluster.timeouts.request);
-    let sent = tokio::time::timeout(deadline, send(cluster, &target, upstream_request)).await;
-    record.upstream_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
-    let (mut response, connection) = match sent {
-        Err(_elapsed) => {
-            return Err(
-                client_failure(&failure).unwrap_or(GatewayError::UpstreamTimeout {
-                    upstream: cluster.name.to_string(),
-                    after: deadline,
-                }),
-            );
-        }
-        Ok(Err(err)) => return Err(client_failure(&failure).unwrap_or(err)),
-        Ok(Ok(sent)) => sent,
+    let retry = &resilience.retry;
+    let mut source = if client_upgrade.is_none()
+        && retry.allows_method(&parts.method)
+        && (body.is_end_stream() || body.size_hint().exact().is_some_and(|n| n <= REPLAY_LIMIT))
+    {
+        let (data, trailers) = buffer_body(body, settings, cluster, &failure).await?;
+        BodySource::Buffered(data, trailers)
+    } else {
+        BodySource::Stream(Some(RequestBody::new(
+            body,
+            settings.limits.max_body_bytes,
+            cluster.timeouts.idle,
+            failure.clone(),
+        )))
     };
+    let grpc = is_grpc(&parts.headers);
+    let websocket = client_upgrade.is_some();
+    state.budget.deposit();
 
+    let (head, _) = Request::new(()).into_parts();
+    let mut template = Some(parts);
+    let mut tried: Vec<Arc<Target>> = Vec::new();
+    let mut attempt: u32 = 0;
+    let result = loop {
+        attempt += 1;
+        let target = match cluster.pick(
+            &template.as_ref().unwrap_or(&head).headers,
+            client_ip,
+            &tried,
+        ) {
+            Pick::Target(target) => target,
+            Pick::NoTargets => {
+                break Err(GatewayError::NoTarget {
+                    upstream: upstream_name(),
+                });
+            }
+            Pick::NoneAvailable => {
+                break Err(GatewayError::NoHealthyTarget {
+                    upstream: upstream_name(),
+                });
+            }
+        };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            break Err(GatewayError::DeadlineExceeded {
+                upstream: upstream_name(),
+            });
+        }
+        let permit = match &resilience.breaker {
+            Some(breaker) => match state.breaker.try_acquire(breaker) {
+                Ok(permit) => Some(permit),
+                Err(refused) => {
+                    break Err(GatewayError::CircuitOpen {
+                        upstream: upstream_name(),
+                        retry_after: refused.retry_after,
+                    });
+                }
+            },
+            None => None,
+        };
+        let Some(body) = source.take() else {
+            break Err(GatewayError::Internal);
+        };
+        // The last possible try moves the head; earlier ones copy it for the next.
+        let mut parts = if source.replayable() && attempt < retry.attempts {
+            template.as_ref().map(copy_head)
+        } else {
+            template.take()
+        }
+        .ok_or(GatewayError::Internal)?;
+        let try_timeout = cluster.timeouts.per_try.min(remaining);
+        build_upstream_head(
+            &mut parts,
+            cluster,
+            &target,
+            host.clone(),
+            &path_and_query,
+            websocket,
+        )?;
+        set_deadline_headers(&mut parts.headers, try_timeout, grpc);
+        if record.is_enabled() {
+            record.target = Some(target.authority.clone());
+        }
+        let in_flight = InFlightGuard::new(target.clone());
+        let outcome = match tokio::time::timeout(
+            try_timeout,
+            send(cluster, &target, Request::from_parts(parts, body)),
+        )
+        .await
+        {
+            Err(_elapsed) => match client_failure(&failure) {
+                Some(err) => TryOutcome::Failed(err, FailureKind::Client),
+                None => TryOutcome::Failed(
+                    GatewayError::UpstreamTimeout {
+                        upstream: upstream_name(),
+                        after: try_timeout,
+                    },
+                    FailureKind::Timeout,
+                ),
+            },
+            Ok(Err(err)) => match client_failure(&failure) {
+                Some(err) => TryOutcome::Failed(err, FailureKind::Client),
+                None => {
+                    let kind = match err {
+                        GatewayError::UpstreamConnect { .. }
+                        | GatewayError::ConnectTimeout { .. } => FailureKind::Connect,
+                        _ => FailureKind::Reset,
+                    };
+                    TryOutcome::Failed(err, kind)
+                }
+            },
+            Ok(Ok((response, connection))) => TryOutcome::Response(response, connection),
+        };
+        // Every try counts toward the breaker and its target's health.
+        let upstream_failed = match &outcome {
+            TryOutcome::Response(response, _) => response.status().is_server_error(),
+            TryOutcome::Failed(_, kind) => *kind != FailureKind::Client,
+        };
+        if !matches!(outcome, TryOutcome::Failed(_, FailureKind::Client)) {
+            if let Some(permit) = permit {
+                permit.record(!upstream_failed);
+            }
+            if upstream_failed {
+                if let Some(outlier) = &resilience.outlier {
+                    target
+                        .health
+                        .record_failure(outlier, &cluster.targets.load());
+                }
+            } else {
+                target.health.record_success();
+            }
+        }
+        let retryable = match &outcome {
+            TryOutcome::Response(response, _) => retry.retries_status(response.status().as_u16()),
+            TryOutcome::Failed(_, FailureKind::Connect) => retry.on_connect_error,
+            TryOutcome::Failed(_, FailureKind::Reset) => retry.on_reset,
+            TryOutcome::Failed(_, FailureKind::Timeout) => retry.on_timeout,
+            TryOutcome::Failed(_, FailureKind::Client) => false,
+        };
+        let may_retry = retryable
+            && source.replayable()
+            && attempt < retry.attempts
+            && template.is_some()
+            && state
+                .budget
+                .try_withdraw(retry.budget_ratio, retry.min_retries_per_second);
+        if may_retry {
+            let backoff = retry.backoff(attempt);
+            if Instant::now() + backoff < deadline {
+                drop(outcome);
+                drop(in_flight);
+                tracing::debug!(upstream = %cluster.name, target = %target.authority, attempt, "retrying");
+                tried.push(target);
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        }
+        break match outcome {
+            TryOutcome::Failed(err, _) => Err(err),
+            TryOutcome::Response(response, connection) => {
+                Ok((response, connection, target, in_flight))
+            }
+        };
+    };
+    record.upstream_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+    if let Some(permit) = shed_permit {
+        let failed = match &result {
+            Ok((response, ..)) => response.status().is_server_error(),
+            Err(err) => !matches!(err.origin(), crate::error::ErrorOrigin::Client),
+        };
+        permit.finish(failed);
+    }
+    let (response, connection, target, in_flight) = result?;
+    finish_response(
+        response,
+        connection,
+        target,
+        in_flight,
+        cluster,
+        settings,
+        client_upgrade,
+    )
+}
+
+/// Hands the upstream's response back: hop-by-hop removed, `Via` added, body streaming (or the
+/// WebSocket tunnel started).
+fn finish_response(
+    mut response: Response<Incoming>,
+    connection: PooledConnection,
+    target: Arc<Target>,
+    in_flight: InFlightGuard,
+    cluster: &UpstreamCluster,
+    settings: &ServerSettings,
+    client_upgrade: Option<OnUpgrade>,
+) -> Result<Response<ResponseBody>, GatewayError> {
+    let websocket = client_upgrade.is_some();
     let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     remove_hop_by_hop(response.headers_mut(), upgraded && websocket);
     response
@@ -144,6 +433,85 @@ pub async fn forward(
         parts,
         ResponseBody::upstream(incoming, cluster.timeouts.idle, Some(lease)),
     ))
+}
+
+/// Reads a small body of known length into memory so every try can send it.
+async fn buffer_body(
+    body: Incoming,
+    settings: &ServerSettings,
+    cluster: &UpstreamCluster,
+    failure: &FailureSlot,
+) -> Result<(Bytes, Option<HeaderMap>), GatewayError> {
+    let expected = body.size_hint().exact().unwrap_or(0);
+    let mut body = RequestBody::new(
+        body,
+        settings.limits.max_body_bytes.min(REPLAY_LIMIT),
+        cluster.timeouts.idle,
+        failure.clone(),
+    );
+    let mut data = BytesMut::with_capacity(usize::try_from(expected).unwrap_or(0));
+    let mut trailers = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(
+                client_failure(failure).unwrap_or_else(|| GatewayError::BadRequestBody {
+                    reason: "the body ended early".to_owned(),
+                }),
+            );
+        };
+        match frame.into_data() {
+            Ok(chunk) => data.extend_from_slice(&chunk),
+            Err(frame) => trailers = frame.into_trailers().ok(),
+        }
+    }
+    Ok((data.freeze(), trailers))
+}
+
+/// A copy of the request head for one try (extensions are not needed upstream).
+fn copy_head(parts: &Parts) -> Parts {
+    let (mut copy, ()) = Request::new(()).into_parts();
+    copy.method = parts.method.clone();
+    copy.uri = parts.uri.clone();
+    copy.version = parts.version;
+    copy.headers = parts.headers.clone();
+    copy
+}
+
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// Tells the upstream how long this try may take: `Gantry-Timeout-Ms` always, `grpc-timeout`
+/// for gRPC (replacing the client's, which only ever shortens ours).
+fn set_deadline_headers(headers: &mut HeaderMap, left: Duration, grpc: bool) {
+    let millis = u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1);
+    headers.insert(TIMEOUT_HEADER, HeaderValue::from(millis));
+    if grpc {
+        // At most 8 digits (gRPC spec); 99,999,999 ms is 27 hours.
+        if let Ok(value) = HeaderValue::from_str(&format!("{}m", millis.min(99_999_999))) {
+            headers.insert(GRPC_TIMEOUT, value);
+        }
+    }
+}
+
+/// `grpc-timeout`: 1–8 ASCII digits and a unit (`H M S m u n`), per the gRPC HTTP/2 spec.
+pub fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
+    let (&unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let amount: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b'H' => Duration::from_secs(amount * 3600),
+        b'M' => Duration::from_secs(amount * 60),
+        b'S' => Duration::from_secs(amount),
+        b'm' => Duration::from_millis(amount),
+        b'u' => Duration::from_micros(amount),
+        b'n' => Duration::from_nanos(amount),
+        _ => return None,
+    })
 }
 
 /// Rewrites the head in place for the upstream: URI, version, Host/`:authority`, hop-by-hop.
@@ -289,4 +657,31 @@ async fn tunnel(
     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
     drop(connection);
     drop(in_flight);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_by_the_spec() {
+        assert_eq!(
+            parse_grpc_timeout(b"100m"),
+            Some(Duration::from_millis(100))
+        );
+        assert_eq!(parse_grpc_timeout(b"2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout(b"1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout(b"0m"), Some(Duration::ZERO));
+        for bad in [
+            &b""[..],
+            b"m",
+            b"123456789m",
+            b"10x",
+            b"-1S",
+            b"1.5S",
+            b" 1S",
+        ] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -5,10 +5,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::balance::{Balancer, TargetLoad};
+use super::breaker::{Breaker, BreakerSettings};
+use super::budget::RetryBudget;
 use super::client::ConnectionPool;
+use super::clock::Clock;
+use super::health::{ActiveHealthSettings, TargetHealth};
+use super::outlier::OutlierSettings;
+use super::retry::RetryPolicy;
+use super::shed::{ShedSettings, Shedder};
 
 /// Wire protocol to the targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +74,28 @@ pub struct Target {
     pub in_flight: AtomicUsize,
     /// Keep-alive connections.
     pub pool: ConnectionPool,
+    /// Active and passive health; kept across reloads under (upstream, target).
+    pub health: Arc<TargetHealth>,
+}
+
+impl Target {
+    /// A target at `authority` (`host:port`) with an empty pool; `None` when `authority` is not a
+    /// valid header value.
+    pub fn new(
+        authority: &str,
+        weight: u32,
+        pool: &super::client::PoolSettings,
+        health: Arc<TargetHealth>,
+    ) -> Option<Self> {
+        Some(Self {
+            authority_header: HeaderValue::from_str(authority).ok()?,
+            authority: authority.to_owned(),
+            weight: weight.max(1),
+            in_flight: AtomicUsize::new(0),
+            pool: ConnectionPool::new(authority.to_owned(), pool.clone()),
+            health,
+        })
+    }
 }
 
 impl TargetLoad for Arc<Target> {
@@ -84,8 +114,8 @@ impl TargetLoad for Arc<Target> {
 pub struct UpstreamCluster {
     /// Name from the config.
     pub name: Arc<str>,
-    /// The targets.
-    pub targets: Vec<Arc<Target>>,
+    /// The targets: fixed for static upstreams, replaced whole by DNS discovery.
+    pub targets: ArcSwap<Vec<Arc<Target>>>,
     /// How a target is chosen.
     pub balancer: Balancer,
     /// What consistent hashing hashes.
@@ -96,11 +126,68 @@ pub struct UpstreamCluster {
     pub timeouts: UpstreamTimeouts,
     /// Host header policy.
     pub host_header: HostHeader,
+    /// Breaker, retries, health checks and load shedding.
+    pub resilience: ClusterResilience,
+}
+
+/// The resilience settings of one upstream (this snapshot's) and its state (kept across reloads).
+#[derive(Debug)]
+pub struct ClusterResilience {
+    /// Circuit breaker, when configured.
+    pub breaker: Option<BreakerSettings>,
+    /// Retries (one attempt when not configured).
+    pub retry: RetryPolicy,
+    /// Passive outlier ejection, when configured.
+    pub outlier: Option<OutlierSettings>,
+    /// Active health checks, when configured.
+    pub active: Option<ActiveHealthSettings>,
+    /// Concurrency limit, when configured.
+    pub shed: Option<ShedSettings>,
+    /// DNS discovery of the targets, when configured.
+    pub discovery: Option<super::discovery::DnsDiscovery>,
+    /// State shared by every snapshot that has this upstream.
+    pub state: Arc<ClusterState>,
+}
+
+/// Long-lived state of one upstream, keyed by its name across reloads.
+#[derive(Debug)]
+pub struct ClusterState {
+    /// The time source of everything below.
+    pub clock: Clock,
+    /// Breaker state.
+    pub breaker: Breaker,
+    /// Recent requests and retries.
+    pub budget: RetryBudget,
+    /// In-flight count, queue and adaptive limit.
+    pub shedder: Shedder,
+}
+
+impl ClusterState {
+    /// Fresh state for upstream `name`.
+    pub fn new(name: &str, clock: Clock) -> Self {
+        Self {
+            breaker: Breaker::new(name, clock.clone()),
+            budget: RetryBudget::new(clock.clone()),
+            shedder: Shedder::new(clock.clone()),
+            clock,
+        }
+    }
+}
+
+/// The outcome of choosing a target.
+pub enum Pick {
+    /// This one.
+    Target(Arc<Target>),
+    /// The upstream has no targets at all (drained).
+    NoTargets,
+    /// Every target is unhealthy or ejected.
+    NoneAvailable,
 }
 
 impl UpstreamCluster {
-    /// Picks a target for a request with these headers from this client.
-    pub fn pick(&self, headers: &HeaderMap, client_ip: IpAddr) -> Option<Arc<Target>> {
+    /// Picks an available target for a request with these headers from this client, avoiding
+    /// the targets in `tried` when another is available (a retry goes elsewhere).
+    pub fn pick(&self, headers: &HeaderMap, client_ip: IpAddr, tried: &[Arc<Target>]) -> Pick {
         let ip_text;
         let key: Option<&[u8]> = match &self.hash_key {
             HashKey::None => None,
@@ -111,8 +198,111 @@ impl UpstreamCluster {
                 Some(ip_text.as_bytes())
             }
         };
-        let index = self.balancer.pick(&self.targets, key)?;
-        self.targets.get(index).cloned()
+        let targets = self.targets.load();
+        if targets.is_empty() {
+            return Pick::NoTargets;
+        }
+        // Fast path: every target in rotation and nothing to avoid; no allocation.
+        if tried.is_empty() && targets.iter().all(|t| t.health.is_available()) {
+            return match self.balancer.pick(&targets, key) {
+                Some(index) => targets
+                    .get(index)
+                    .cloned()
+                    .map_or(Pick::NoneAvailable, Pick::Target),
+                None => Pick::NoneAvailable,
+            };
+        }
+        let available: Vec<Arc<Target>> = targets
+            .iter()
+            .filter(|t| t.health.is_available())
+            .cloned()
+            .collect();
+        let fresh: Vec<Arc<Target>> = available
+            .iter()
+            .filter(|t| !tried.iter().any(|done| Arc::ptr_eq(done, t)))
+            .cloned()
+            .collect();
+        // Only targets already tried are left: trying one again beats failing.
+        let candidates = if fresh.is_empty() { available } else { fresh };
+        match self.balancer.pick(&candidates, key) {
+            Some(index) => candidates
+                .get(index)
+                .cloned()
+                .map_or(Pick::NoneAvailable, Pick::Target),
+            None => Pick::NoneAvailable,
+        }
+    }
+}
+
+impl UpstreamCluster {
+    /// What `GET /admin/upstreams` shows of this upstream: per target health, ejection and load;
+    /// the breaker, retry budget and concurrency limit. Reads atomics and short locks only.
+    pub fn admin_view(&self) -> serde_json::Value {
+        let state = &*self.resilience.state;
+        let now = state.clock.now();
+        let unix_at = |at: std::time::Instant| {
+            let ahead = at.saturating_duration_since(now);
+            std::time::SystemTime::now()
+                .checked_add(ahead)
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| (d.as_millis() as f64) / 1000.0)
+        };
+        let breaker = match &self.resilience.breaker {
+            None => "none",
+            Some(_) => state.breaker.phase().as_str(),
+        };
+        let targets: Vec<serde_json::Value> = self
+            .targets
+            .load()
+            .iter()
+            .map(|target| {
+                let health = &target.health;
+                let ejected_until = health.ejected_until();
+                serde_json::json!({
+                    "target": target.authority,
+                    "weight": target.weight,
+                    "in_flight": target.in_flight.load(Ordering::Relaxed),
+                    "idle_connections": target.pool.idle_count(),
+                    "health": match (&self.resilience.active, health.is_healthy()) {
+                        (None, _) => "unchecked",
+                        (Some(_), true) => "healthy",
+                        (Some(_), false) => "unhealthy",
+                    },
+                    "available": health.is_available(),
+                    "ejected": ejected_until.is_some(),
+                    "ejected_until": ejected_until.and_then(unix_at),
+                    "ejected_remaining_ms": ejected_until
+                        .map(|at| at.saturating_duration_since(now).as_millis() as u64),
+                    "consecutive_failures": health.consecutive_failures(),
+                    "breaker": breaker,
+                })
+            })
+            .collect();
+        let (requests, retries) = state.budget.totals();
+        let shedding = self.resilience.shed.as_ref().map(|shed| {
+            serde_json::json!({
+                "limit": state.shedder.limit(shed),
+                "max_concurrent_requests": shed.max_concurrent,
+                "adaptive": shed.adaptive.is_some(),
+                "in_flight": state.shedder.in_flight(),
+                "queued": state.shedder.queued(),
+            })
+        });
+        serde_json::json!({
+            "name": &*self.name,
+            "protocol": match self.protocol {
+                UpstreamProtocol::Http1 => "http1",
+                UpstreamProtocol::Http2 => "h2",
+            },
+            "targets": targets,
+            "circuit_breaker": {
+                "state": breaker,
+                "open_until": state.breaker.open_until().and_then(unix_at),
+            },
+            "retry_budget": { "requests": requests, "retries": retries },
+            "load_shedding": shedding,
+            "discovery": self.resilience.discovery.as_ref().map(|d| d.name.clone()),
+        })
     }
 }
 

@@ -70,6 +70,50 @@ impl TestGateway {
         self.gateway.as_ref().expect("running")
     }
 
+    /// GETs `path` on the admin listener (no token) and parses the JSON body.
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        let addr = self
+            .gateway()
+            .admin_addr()
+            .expect("the config has an admin listener");
+        let (status, _, body) = super::client::get(&format!("http://{addr}{path}")).await;
+        assert_eq!(
+            status,
+            200,
+            "admin {path}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        serde_json::from_slice(&body).expect("admin answers JSON")
+    }
+
+    /// The `/admin/upstreams` entry of upstream `name`.
+    pub async fn admin_upstream(&self, name: &str) -> serde_json::Value {
+        let all = self.admin_json("/admin/upstreams").await;
+        all.as_array()
+            .and_then(|list| list.iter().find(|u| u["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no upstream {name} in {all}"))
+    }
+
+    /// Polls `/admin/upstreams` until `check` holds for upstream `name` (10 s safety net); returns
+    /// the entry that satisfied it.
+    pub async fn wait_for_upstream(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let mut last = serde_json::Value::Null;
+        for _ in 0..1000 {
+            last = self.admin_upstream(name).await;
+            if check(&last) {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("safety net: upstream {name} never reached: {what}; last seen {last}");
+    }
+
     /// Stops the gateway, waiting for in-flight requests (bounded by shutdown_grace).
     pub async fn shutdown(mut self) {
         if let Some(gateway) = self.gateway.take() {

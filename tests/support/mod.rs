@@ -5,6 +5,7 @@
 
 pub mod body;
 pub mod client;
+pub mod dns;
 pub mod raw_upstream;
 pub mod tls;
 pub mod upstream;
@@ -16,7 +17,8 @@ pub use client::{
     Collected, RawConn, RawResponse, TestClient, TlsConn, collect, get, h2_client, http1_client,
     raw_request, send, tls_handshake, ws_connect,
 };
+pub use dns::DnsServer;
 pub use raw_upstream::{RawConnection, RawUpstream};
-pub use upstream::{RecordedRequest, Upstream};
+pub use upstream::{Fault, RecordedRequest, Upstream};
 pub mod gateway;
 pub use gateway::TestGateway;

@@ -89,6 +89,27 @@ impl RawUpstream {
         .await
     }
 
+    /// Resets (RST) its first connection after reading the request; answers `200 ok` on every
+    /// later one, keeping it alive: a failure that goes away when the request is sent again.
+    pub async fn reset_first() -> RawUpstream {
+        Self::start(|mut conn| async move {
+            while conn.read_request().await.is_some() {
+                if conn.index() == 0 {
+                    conn.reset();
+                    return;
+                }
+                if conn
+                    .write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        })
+        .await
+    }
+
     /// Answers with `Content-Length: content_length` but sends only `actually_sent` pattern bytes,
     /// then closes (FIN).
     pub async fn truncate(content_length: u64, actually_sent: u64) -> RawUpstream {

@@ -19,6 +19,18 @@
 //! | `/expect` | reads the body: `{"received": N, "expect": <Expect header or null>}` |
 //!
 //! Every response carries `x-upstream: <name>`.
+//!
+//! Faults for resilience tests ([`Upstream::set_fault`]) apply to every path but `/healthz`,
+//! which answers the status set with [`Upstream::set_health`] (200 at start):
+//!
+//! | fault | behaviour |
+//! |---|---|
+//! | [`Fault::None`] | the table above |
+//! | [`Fault::Hang`] | never answers |
+//! | [`Fault::Reset`] | closes the connection without an answer |
+//! | [`Fault::Status`]`(code)` | that status |
+//! | [`Fault::Slow`]`(d)` | waits `d`, then answers normally |
+//! | [`Fault::Flapping`]`(code)` | every other request answers `code` (the first one fails) |
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -63,6 +75,24 @@ pub struct RecordedRequest {
     pub body_len: u64,
 }
 
+/// A failure the upstream injects into every request but `/healthz`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fault {
+    /// Behave.
+    #[default]
+    None,
+    /// Never answer (until the upstream is dropped).
+    Hang,
+    /// Close the connection without an answer.
+    Reset,
+    /// Answer this status.
+    Status(u16),
+    /// Wait this long, then behave.
+    Slow(Duration),
+    /// Answer this status on every other request, starting with the next one.
+    Flapping(u16),
+}
+
 /// A running programmable upstream on 127.0.0.1; shuts down (closing every connection) when dropped.
 pub struct Upstream {
     addr: SocketAddr,
@@ -78,21 +108,35 @@ struct State {
     open_connections: AtomicUsize,
     gates: Mutex<HashMap<String, watch::Sender<bool>>>,
     shutdown: watch::Sender<bool>,
+    fault: Mutex<Fault>,
+    flaps: AtomicUsize,
+    health: std::sync::atomic::AtomicU16,
 }
 
 impl Upstream {
     /// Binds 127.0.0.1:0 and starts serving; ready to accept when this returns.
     pub async fn start(name: &str) -> Upstream {
-        Self::start_with_tls(name, None).await
+        Self::start_with_tls(name, SocketAddr::from(([127, 0, 0, 1], 0)), None).await
     }
 
     /// Like [`Upstream::start`], speaking TLS with `config` (HTTP/1.1 or h2 as ALPN decides).
     pub async fn start_tls(name: &str, config: Arc<rustls::ServerConfig>) -> Upstream {
-        Self::start_with_tls(name, Some(tokio_rustls::TlsAcceptor::from(config))).await
+        let tls = Some(tokio_rustls::TlsAcceptor::from(config));
+        Self::start_with_tls(name, SocketAddr::from(([127, 0, 0, 1], 0)), tls).await
     }
 
-    async fn start_with_tls(name: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0")
+    /// Binds `addr` (e.g. another loopback address with a port already used on 127.0.0.1, for DNS
+    /// tests where every address shares one port) and starts serving.
+    pub async fn start_at(name: &str, addr: SocketAddr) -> Upstream {
+        Self::start_with_tls(name, addr, None).await
+    }
+
+    async fn start_with_tls(
+        name: &str,
+        addr: SocketAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Upstream {
+        let listener = TcpListener::bind(addr)
             .await
             .expect("bind upstream listener");
         let addr = listener.local_addr().expect("upstream local addr");
@@ -104,6 +148,9 @@ impl Upstream {
             open_connections: AtomicUsize::new(0),
             gates: Mutex::new(HashMap::new()),
             shutdown: watch::Sender::new(false),
+            fault: Mutex::new(Fault::None),
+            flaps: AtomicUsize::new(0),
+            health: std::sync::atomic::AtomicU16::new(200),
         });
         let accept_task = tokio::spawn(accept_loop(listener, Arc::clone(&state), tls));
         Upstream {
@@ -156,6 +203,33 @@ impl Upstream {
     /// Number of accepted connections that are still open.
     pub fn open_connections(&self) -> usize {
         self.state.open_connections.load(Ordering::SeqCst)
+    }
+
+    /// Injects `fault` into every later request but `/healthz`.
+    pub fn set_fault(&self, fault: Fault) {
+        self.state.flaps.store(0, Ordering::SeqCst);
+        *lock(&self.state.fault) = fault;
+    }
+
+    /// The status `/healthz` answers from now on.
+    pub fn set_health(&self, status: u16) {
+        self.state.health.store(status, Ordering::SeqCst);
+    }
+
+    /// Requests seen so far whose path starts with `prefix` (e.g. to leave health checks out).
+    pub fn count_path(&self, prefix: &str) -> usize {
+        lock(&self.state.requests)
+            .iter()
+            .filter(|r| r.uri.path().starts_with(prefix))
+            .count()
+    }
+
+    /// Requests seen so far other than health checks (`/healthz`).
+    pub fn traffic_count(&self) -> usize {
+        lock(&self.state.requests)
+            .iter()
+            .filter(|r| r.uri.path() != "/healthz")
+            .count()
     }
 
     /// Lets every `/gate/{id}` response (current and future) finish with `done\n`.
@@ -288,7 +362,32 @@ type HandlerResult = Result<Response<TestBody>, BoxError>;
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> HandlerResult {
     let index = state.record(&req);
     let path = req.uri().path().to_owned();
-    let mut response = route(&state, index, &path, req).await?;
+    let mut response = if path == "/healthz" {
+        let code = state.health.load(Ordering::SeqCst);
+        status(&state, &code.to_string())
+    } else {
+        let fault = *lock(&state.fault);
+        match fault {
+            Fault::None => route(&state, index, &path, req).await?,
+            Fault::Hang => {
+                state.shutdown().await;
+                return Err("upstream shut down".into());
+            }
+            Fault::Reset => return Err("injected reset".into()),
+            Fault::Status(code) => status(&state, &code.to_string()),
+            Fault::Slow(delay) => {
+                tokio::time::sleep(delay).await;
+                route(&state, index, &path, req).await?
+            }
+            Fault::Flapping(code) => {
+                if state.flaps.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+                    status(&state, &code.to_string())
+                } else {
+                    route(&state, index, &path, req).await?
+                }
+            }
+        }
+    };
     if let Ok(v) = HeaderValue::from_str(&state.name) {
         response.headers_mut().insert("x-upstream", v);
     }
