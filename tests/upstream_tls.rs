@@ -113,10 +113,10 @@ async fn upstream_mtls_presents_the_configured_client_certificate() {
     )
     .await;
 
-    // Without a client certificate the upstream refuses the handshake.
+    // Without a client certificate the upstream refuses the handshake (with TLS 1.3, by an alert
+    // the gateway reads after its side of the handshake is done).
     let gw = gateway(&upstream.https_url(), &ca_block(dir.path())).await;
-    let (status, _, body) = get(&gw.url("/echo")).await;
-    assert_eq!(status, 502, "{}", String::from_utf8_lossy(&body));
+    assert_tls_failure(&gw, "the upstream rejected the handshake").await;
     assert_eq!(upstream.request_count(), 0);
 
     let d = dir.path().display();

@@ -511,7 +511,8 @@ async fn answer_plain_http(mut stream: TcpStream, head: &[u8]) {
         .filter(|path| path.starts_with('/'))
         .unwrap_or("/")
         .to_owned();
-    let response = GatewayError::PlainHttpOnTlsPort.into_response(&instance, "", false);
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let response = GatewayError::PlainHttpOnTlsPort.into_response(&instance, &request_id, false);
     let body = response.body();
     let head = format!(
         "HTTP/1.1 400 Bad Request\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",

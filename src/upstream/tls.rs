@@ -231,6 +231,27 @@ pub fn describe(err: &io::Error) -> &'static str {
     }
 }
 
+/// The TLS failure behind an HTTP-level error, if that is what it was. With TLS 1.3 the client's
+/// handshake is done before the server has checked the client certificate, so a refused one
+/// surfaces as the server's alert on the first read, inside hyper's error.
+pub fn failure_in(error: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let mut current = Some(error);
+    while let Some(err) = current {
+        if let Some(io) = err.downcast_ref::<io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return Some(describe(io));
+        }
+        if err.is::<rustls::Error>() {
+            return Some("handshake failed");
+        }
+        current = err.source();
+    }
+    None
+}
+
 /// A connection to a target: plain TCP or TLS over it.
 pub enum UpstreamStream {
     /// `http://` targets.
