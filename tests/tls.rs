@@ -420,7 +420,9 @@ async fn garbage_plain_http_and_stalled_handshakes_are_closed_and_counted() {
         "{}      handshake_timeout: 300ms\n",
         certificates(s.dir.path(), &["site"])
     );
-    let gw = TestGateway::start_with(&config(&tls, &s.upstream.url()), &[]).await;
+    let yaml = config(&tls, &s.upstream.url())
+        .replace("server:\n", "admin:\n  address: \"127.0.0.1:0\"\nserver:\n");
+    let gw = TestGateway::start_with(&yaml, &[]).await;
 
     // Plain HTTP to the TLS port: a readable 400, then the connection is closed.
     let plain = raw_request(
@@ -466,6 +468,17 @@ async fn garbage_plain_http_and_stalled_handshakes_are_closed_and_counted() {
     assert_eq!(stats.timed_out, 2, "{stats:?}");
     assert_eq!(stats.completed, 0, "{stats:?}");
     assert_eq!(s.upstream.request_count(), 0);
+    let admin = gw.gateway().admin_addr().unwrap();
+    let (status, _, metrics) = support::get(&format!("http://{admin}/metrics")).await;
+    assert_eq!(status, 200);
+    let metrics = String::from_utf8_lossy(&metrics);
+    for line in [
+        "gantry_tls_handshakes_total{listener=\"public-tls\",result=\"plain_http\"} 1",
+        "gantry_tls_handshakes_total{listener=\"public-tls\",result=\"failed\"} 1",
+        "gantry_tls_handshakes_total{listener=\"public-tls\",result=\"timed_out\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line}\n{metrics}");
+    }
 
     // The listener still serves real clients afterwards.
     let mut conn = TlsConn::connect(gw.addr, s.ca.client_config(&["h2"], None), "localhost")

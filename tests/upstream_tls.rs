@@ -220,3 +220,43 @@ routes:
         "{errors}"
     );
 }
+
+#[tokio::test]
+async fn a_reload_keeps_tls_connections_to_unchanged_upstreams_and_renews_changed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("Upstream CA");
+    ca.write(dir.path(), "ca");
+    let upstream = Upstream::start_tls(
+        "secure",
+        server_config(&ca.server(&["localhost"]), &["http/1.1"], None),
+    )
+    .await;
+    let yaml = |grace: &str, extra: &str| {
+        format!(
+            "version: 1\n\
+             listeners:\n  - {{ name: public, address: \"127.0.0.1:0\" }}\n\
+             server: {{ shutdown_grace: {grace} }}\n\
+             upstreams:\n  backend:\n    targets: [{{ url: \"{}\" }}]\n{}{extra}\n\
+             routes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: backend }}\n",
+            upstream.https_url(),
+            ca_block(dir.path())
+        )
+    };
+    let path = dir.path().join("gantry.yaml");
+    std::fs::write(&path, yaml("5s", "")).unwrap();
+    let gw = TestGateway::start_file(&path).await;
+    assert_eq!(get(&gw.url("/echo")).await.0, 200);
+    assert_eq!(upstream.connection_count(), 1);
+
+    // Unrelated change: the pooled TLS connection is kept and reused.
+    std::fs::write(&path, yaml("6s", "")).unwrap();
+    gw.gateway().reload().await.unwrap();
+    assert_eq!(get(&gw.url("/echo")).await.0, 200);
+    assert_eq!(upstream.connection_count(), 1);
+
+    // The upstream's TLS settings changed: new connections with the new settings.
+    std::fs::write(&path, yaml("6s", "      server_name: localhost\n")).unwrap();
+    gw.gateway().reload().await.unwrap();
+    assert_eq!(get(&gw.url("/echo")).await.0, 200);
+    assert_eq!(upstream.connection_count(), 2);
+}
