@@ -410,6 +410,23 @@ async fn a_config_reload_applies_a_changed_tls_block_to_new_connections() {
     .unwrap();
     assert_eq!(after.server_certificates[0], second.chain()[0]);
     assert_eq!(before.get("/echo").await.unwrap().status, 200);
+
+    // A reload naming a missing certificate is rejected with the path; the listener keeps serving.
+    std::fs::write(
+        &path,
+        config(&certificates(s.dir.path(), &["three"]), &s.upstream.url()),
+    )
+    .unwrap();
+    let err = gw.gateway().reload().await.unwrap_err().to_string();
+    assert!(
+        err.contains("listeners[0].tls.certificates[0].cert: cannot read")
+            && err.contains("three.pem"),
+        "{err}"
+    );
+    let still = TlsConn::connect(gw.addr, s.ca.client_config(&[], None), "localhost")
+        .await
+        .unwrap();
+    assert_eq!(still.server_certificates[0], second.chain()[0]);
 }
 
 #[tokio::test]
