@@ -347,7 +347,9 @@ async fn a_certificate_rotated_on_disk_is_served_to_new_connections_only() {
     assert!(stats.certificates_reloaded >= 1, "{stats:?}");
 
     // A broken file (mid-rotation, a typo) is not loaded: the last good certificate stays.
+    let rejected = stats.certificates_rejected;
     replace(&cert_path, "not a certificate");
+    wait_for_stats(&gw, |s| s.certificates_rejected > rejected).await;
     let conn = TlsConn::connect(
         gw.addr,
         s.ca.client_config(&["http/1.1"], None),

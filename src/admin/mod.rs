@@ -346,6 +346,21 @@ fn tls_metrics(
             stats.certificates_reloaded
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP gantry_tls_certificate_rejections_total Changed certificate files that did not load (the previous certificate stayed)."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE gantry_tls_certificate_rejections_total counter"
+    );
+    for (name, stats) in listeners {
+        let _ = writeln!(
+            out,
+            "gantry_tls_certificate_rejections_total{{listener=\"{name}\"}} {}",
+            stats.certificates_rejected
+        );
+    }
 }
 
 /// Whether the request carries the admin token (always true when none is configured).
