@@ -588,7 +588,15 @@ fn client_auth_needs_a_ca_and_alpn_needs_a_protocol() {
         "{}      alpn: []\n      client_auth: {{ mode: required }}\n      handshake_timeout: 0s\n",
         certificates(dir.path(), &["a"])
     );
-    let errors = load(&config(&tls, "http://127.0.0.1:9"));
+    let yaml = config(&tls, "http://127.0.0.1:9").replace(
+        "    address: \"127.0.0.1:0\"\n",
+        "    address: \"127.0.0.1:0\"\n    protocols: [http1]\n",
+    );
+    let errors = load(&yaml);
+    assert!(
+        errors.contains("gantry.yaml:5:16: listeners[0].protocols: a TLS listener's protocols are negotiated by ALPN"),
+        "{errors}"
+    );
     assert!(
         errors.contains("listeners[0].tls.alpn: at least one protocol"),
         "{errors}"
@@ -680,4 +688,39 @@ fn gantry_validate_reports_a_garbage_certificate_file_by_path() {
         cert.display()
     );
     assert!(stderr.contains(&expected), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_requests_in_flight_on_tls_connections() {
+    let s = setup().await;
+    s.ca.server(&["localhost"]).write(s.dir.path(), "site");
+    let gw = TestGateway::start_with(
+        &config(&certificates(s.dir.path(), &["site"]), &s.upstream.url()),
+        &[],
+    )
+    .await;
+    let mut conn = TlsConn::connect(gw.addr, s.ca.client_config(&["h2"], None), "localhost")
+        .await
+        .unwrap();
+    let held = conn.start_get("/gate/tls", &[]).await.unwrap();
+    assert_eq!(held.status(), 200);
+    let gateway = gw.gateway().clone();
+    let shutdown = tokio::spawn(async move { gateway.shutdown().await });
+    for _ in 0..1000 {
+        if gw.gateway().is_draining() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(gw.gateway().is_draining());
+    s.upstream.release("tls");
+    let body = support::collect(held).await.unwrap();
+    assert_eq!(body.text(), "first\ndone\n");
+    shutdown.await.unwrap();
+    // The listener is closed: no new handshake.
+    assert!(
+        tls_handshake(gw.addr, s.ca.client_config(&[], None), "localhost")
+            .await
+            .is_err()
+    );
 }
