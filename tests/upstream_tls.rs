@@ -260,3 +260,41 @@ async fn a_reload_keeps_tls_connections_to_unchanged_upstreams_and_renews_change
     assert_eq!(get(&gw.url("/echo")).await.0, 200);
     assert_eq!(upstream.connection_count(), 2);
 }
+
+#[tokio::test]
+async fn websockets_pass_through_tls_on_both_sides() {
+    use futures_util::{SinkExt, StreamExt};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let ca = TestCa::new("Test CA");
+    ca.write(dir.path(), "ca");
+    ca.server(&["localhost"]).write(dir.path(), "site");
+    let upstream = Upstream::start_tls(
+        "secure",
+        server_config(&ca.server(&["localhost"]), &["http/1.1"], None),
+    )
+    .await;
+    let yaml = format!(
+        "version: 1\n\
+         listeners:\n  - name: public-tls\n    address: \"127.0.0.1:0\"\n    tls:\n      certificates: [{{ cert: \"{d}/site.pem\", key: \"{d}/site.key\" }}]\n\
+         upstreams:\n  backend:\n    targets: [{{ url: \"{}\" }}]\n{}\n\
+         routes:\n  - {{ name: chat, match: {{ path: /ws }}, upstream: backend, websocket: true }}\n",
+        upstream.https_url(),
+        ca_block(dir.path())
+    );
+    let gw = TestGateway::start_with(&yaml, &[]).await;
+    let stream =
+        support::tls_handshake(gw.addr, ca.client_config(&["http/1.1"], None), "localhost")
+            .await
+            .unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async("wss://localhost/ws", stream)
+        .await
+        .unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::text("over tls"))
+        .await
+        .unwrap();
+    let echoed = ws.next().await.unwrap().unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), "over tls");
+    ws.close(None).await.unwrap();
+    assert_eq!(upstream.request_count(), 1);
+}
