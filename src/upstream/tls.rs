@@ -317,3 +317,61 @@ impl AsyncWrite for UpstreamStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::{AlertDescription, CertificateError, Error};
+
+    fn wrapped(err: Error) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, err)
+    }
+
+    #[test]
+    fn handshake_failures_are_described_in_config_terms() {
+        let untrusted = wrapped(Error::InvalidCertificate(CertificateError::UnknownIssuer));
+        assert_eq!(
+            describe(&untrusted),
+            "certificate not trusted (unknown issuer)"
+        );
+        let wrong_name = wrapped(Error::InvalidCertificate(CertificateError::NotValidForName));
+        assert_eq!(
+            describe(&wrong_name),
+            "certificate not valid for the server name"
+        );
+        let refused = wrapped(Error::AlertReceived(AlertDescription::CertificateRequired));
+        assert_eq!(
+            describe(&refused),
+            "the upstream rejected the handshake (TLS alert)"
+        );
+        assert_eq!(
+            describe(&io::Error::from(io::ErrorKind::UnexpectedEof)),
+            "the upstream closed the connection during the handshake"
+        );
+    }
+
+    #[test]
+    fn a_tls_error_is_found_inside_other_errors() {
+        #[derive(Debug)]
+        struct Outer(io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("outer")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let inner = wrapped(Error::AlertReceived(AlertDescription::BadCertificate));
+        assert_eq!(
+            failure_in(&Outer(inner)),
+            Some("the upstream rejected the handshake (TLS alert)")
+        );
+        assert_eq!(
+            failure_in(&Outer(io::Error::from(io::ErrorKind::ConnectionReset))),
+            None
+        );
+    }
+}
