@@ -72,9 +72,13 @@ async fn an_untrusted_upstream_certificate_is_a_precise_502() {
     assert_tls_failure(&gw, "certificate not trusted").await;
     assert_eq!(upstream.request_count(), 0);
 
-    // Without `ca`, the system roots are used, and they do not know a test CA either.
-    let gw = gateway(&upstream.https_url(), "").await;
-    assert_tls_failure(&gw, "certificate not trusted").await;
+    // Without `ca`, the system roots are used, and they do not know a test CA either. (A machine
+    // without any system roots rejects such a config instead; that part is checked only where
+    // roots exist.)
+    if !rustls_native_certs::load_native_certs().certs.is_empty() {
+        let gw = gateway(&upstream.https_url(), "").await;
+        assert_tls_failure(&gw, "certificate not trusted").await;
+    }
 }
 
 #[tokio::test]
