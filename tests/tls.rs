@@ -724,3 +724,34 @@ async fn shutdown_drains_requests_in_flight_on_tls_connections() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn a_kubernetes_style_symlink_swap_rotates_the_certificate() {
+    use std::os::unix::fs::symlink;
+    let s = setup().await;
+    let dir = s.dir.path();
+    // The layout of a mounted Secret: files are links through `..data`, which is swapped whole.
+    let first = s.ca.server(&["localhost"]);
+    std::fs::create_dir(dir.join("v1")).unwrap();
+    first.write(&dir.join("v1"), "site");
+    symlink("v1", dir.join("..data")).unwrap();
+    symlink("..data/site.pem", dir.join("site.pem")).unwrap();
+    symlink("..data/site.key", dir.join("site.key")).unwrap();
+    let gw = TestGateway::start_with(
+        &config(&certificates(dir, &["site"]), &s.upstream.url()),
+        &[],
+    )
+    .await;
+    let conn = TlsConn::connect(gw.addr, s.ca.client_config(&[], None), "localhost")
+        .await
+        .unwrap();
+    assert_eq!(conn.server_certificates[0], first.chain()[0]);
+
+    let second = s.ca.server(&["localhost"]);
+    std::fs::create_dir(dir.join("v2")).unwrap();
+    second.write(&dir.join("v2"), "site");
+    symlink("v2", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    let mut rotated = wait_for_certificate(gw.addr, &s.ca, "localhost", &second).await;
+    assert_eq!(rotated.get("/echo").await.unwrap().status, 200);
+}
