@@ -310,6 +310,18 @@ impl RunningGateway {
         handle.settings.tls.as_ref().map(|tls| tls.stats())
     }
 
+    /// TLS handshake counts of every TLS listener, in name order (for `/metrics`).
+    pub async fn tls_stats_all(&self) -> Vec<(Arc<str>, crate::server::tls::TlsStats)> {
+        let listeners = self.shared.listeners.lock().await;
+        listeners
+            .iter()
+            .filter_map(|(name, handle)| {
+                let tls = handle.settings.tls.as_ref()?;
+                Some((Arc::clone(name), tls.stats()))
+            })
+            .collect()
+    }
+
     /// The config snapshot new requests get.
     pub fn runtime(&self) -> Arc<Runtime> {
         self.shared.state.runtime.load_full()

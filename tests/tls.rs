@@ -347,7 +347,9 @@ async fn a_certificate_rotated_on_disk_is_served_to_new_connections_only() {
     assert!(stats.certificates_reloaded >= 1, "{stats:?}");
 
     // A broken file (mid-rotation, a typo) is not loaded: the last good certificate stays.
+    let rejected = stats.certificates_rejected;
     replace(&cert_path, "not a certificate");
+    wait_for_stats(&gw, |s| s.certificates_rejected > rejected).await;
     let conn = TlsConn::connect(
         gw.addr,
         s.ca.client_config(&["http/1.1"], None),
@@ -410,6 +412,23 @@ async fn a_config_reload_applies_a_changed_tls_block_to_new_connections() {
     .unwrap();
     assert_eq!(after.server_certificates[0], second.chain()[0]);
     assert_eq!(before.get("/echo").await.unwrap().status, 200);
+
+    // A reload naming a missing certificate is rejected with the path; the listener keeps serving.
+    std::fs::write(
+        &path,
+        config(&certificates(s.dir.path(), &["three"]), &s.upstream.url()),
+    )
+    .unwrap();
+    let err = gw.gateway().reload().await.unwrap_err().to_string();
+    assert!(
+        err.contains("listeners[0].tls.certificates[0].cert: cannot read")
+            && err.contains("three.pem"),
+        "{err}"
+    );
+    let still = TlsConn::connect(gw.addr, s.ca.client_config(&[], None), "localhost")
+        .await
+        .unwrap();
+    assert_eq!(still.server_certificates[0], second.chain()[0]);
 }
 
 #[tokio::test]
@@ -420,7 +439,9 @@ async fn garbage_plain_http_and_stalled_handshakes_are_closed_and_counted() {
         "{}      handshake_timeout: 300ms\n",
         certificates(s.dir.path(), &["site"])
     );
-    let gw = TestGateway::start_with(&config(&tls, &s.upstream.url()), &[]).await;
+    let yaml = config(&tls, &s.upstream.url())
+        .replace("server:\n", "admin:\n  address: \"127.0.0.1:0\"\nserver:\n");
+    let gw = TestGateway::start_with(&yaml, &[]).await;
 
     // Plain HTTP to the TLS port: a readable 400, then the connection is closed.
     let plain = raw_request(
@@ -466,6 +487,17 @@ async fn garbage_plain_http_and_stalled_handshakes_are_closed_and_counted() {
     assert_eq!(stats.timed_out, 2, "{stats:?}");
     assert_eq!(stats.completed, 0, "{stats:?}");
     assert_eq!(s.upstream.request_count(), 0);
+    let admin = gw.gateway().admin_addr().unwrap();
+    let (status, _, metrics) = support::get(&format!("http://{admin}/metrics")).await;
+    assert_eq!(status, 200);
+    let metrics = String::from_utf8_lossy(&metrics);
+    for line in [
+        "gantry_tls_handshakes_total{listener=\"public-tls\",result=\"plain_http\"} 1",
+        "gantry_tls_handshakes_total{listener=\"public-tls\",result=\"failed\"} 1",
+        "gantry_tls_handshakes_total{listener=\"public-tls\",result=\"timed_out\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line}\n{metrics}");
+    }
 
     // The listener still serves real clients afterwards.
     let mut conn = TlsConn::connect(gw.addr, s.ca.client_config(&["h2"], None), "localhost")
@@ -556,7 +588,15 @@ fn client_auth_needs_a_ca_and_alpn_needs_a_protocol() {
         "{}      alpn: []\n      client_auth: {{ mode: required }}\n      handshake_timeout: 0s\n",
         certificates(dir.path(), &["a"])
     );
-    let errors = load(&config(&tls, "http://127.0.0.1:9"));
+    let yaml = config(&tls, "http://127.0.0.1:9").replace(
+        "    address: \"127.0.0.1:0\"\n",
+        "    address: \"127.0.0.1:0\"\n    protocols: [http1]\n",
+    );
+    let errors = load(&yaml);
+    assert!(
+        errors.contains("gantry.yaml:5:16: listeners[0].protocols: a TLS listener's protocols are negotiated by ALPN"),
+        "{errors}"
+    );
     assert!(
         errors.contains("listeners[0].tls.alpn: at least one protocol"),
         "{errors}"
@@ -648,4 +688,70 @@ fn gantry_validate_reports_a_garbage_certificate_file_by_path() {
         cert.display()
     );
     assert!(stderr.contains(&expected), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_requests_in_flight_on_tls_connections() {
+    let s = setup().await;
+    s.ca.server(&["localhost"]).write(s.dir.path(), "site");
+    let gw = TestGateway::start_with(
+        &config(&certificates(s.dir.path(), &["site"]), &s.upstream.url()),
+        &[],
+    )
+    .await;
+    let mut conn = TlsConn::connect(gw.addr, s.ca.client_config(&["h2"], None), "localhost")
+        .await
+        .unwrap();
+    let held = conn.start_get("/gate/tls", &[]).await.unwrap();
+    assert_eq!(held.status(), 200);
+    let gateway = gw.gateway().clone();
+    let shutdown = tokio::spawn(async move { gateway.shutdown().await });
+    for _ in 0..1000 {
+        if gw.gateway().is_draining() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(gw.gateway().is_draining());
+    s.upstream.release("tls");
+    let body = support::collect(held).await.unwrap();
+    assert_eq!(body.text(), "first\ndone\n");
+    shutdown.await.unwrap();
+    // The listener is closed: no new handshake.
+    assert!(
+        tls_handshake(gw.addr, s.ca.client_config(&[], None), "localhost")
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn a_kubernetes_style_symlink_swap_rotates_the_certificate() {
+    use std::os::unix::fs::symlink;
+    let s = setup().await;
+    let dir = s.dir.path();
+    // The layout of a mounted Secret: files are links through `..data`, which is swapped whole.
+    let first = s.ca.server(&["localhost"]);
+    std::fs::create_dir(dir.join("v1")).unwrap();
+    first.write(&dir.join("v1"), "site");
+    symlink("v1", dir.join("..data")).unwrap();
+    symlink("..data/site.pem", dir.join("site.pem")).unwrap();
+    symlink("..data/site.key", dir.join("site.key")).unwrap();
+    let gw = TestGateway::start_with(
+        &config(&certificates(dir, &["site"]), &s.upstream.url()),
+        &[],
+    )
+    .await;
+    let conn = TlsConn::connect(gw.addr, s.ca.client_config(&[], None), "localhost")
+        .await
+        .unwrap();
+    assert_eq!(conn.server_certificates[0], first.chain()[0]);
+
+    let second = s.ca.server(&["localhost"]);
+    std::fs::create_dir(dir.join("v2")).unwrap();
+    second.write(&dir.join("v2"), "site");
+    symlink("v2", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    let mut rotated = wait_for_certificate(gw.addr, &s.ca, "localhost", &second).await;
+    assert_eq!(rotated.get("/echo").await.unwrap().status, 200);
 }

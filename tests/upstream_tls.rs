@@ -72,9 +72,13 @@ async fn an_untrusted_upstream_certificate_is_a_precise_502() {
     assert_tls_failure(&gw, "certificate not trusted").await;
     assert_eq!(upstream.request_count(), 0);
 
-    // Without `ca`, the system roots are used, and they do not know a test CA either.
-    let gw = gateway(&upstream.https_url(), "").await;
-    assert_tls_failure(&gw, "certificate not trusted").await;
+    // Without `ca`, the system roots are used, and they do not know a test CA either. (A machine
+    // without any system roots rejects such a config instead; that part is checked only where
+    // roots exist.)
+    if !rustls_native_certs::load_native_certs().certs.is_empty() {
+        let gw = gateway(&upstream.https_url(), "").await;
+        assert_tls_failure(&gw, "certificate not trusted").await;
+    }
 }
 
 #[tokio::test]
@@ -113,10 +117,10 @@ async fn upstream_mtls_presents_the_configured_client_certificate() {
     )
     .await;
 
-    // Without a client certificate the upstream refuses the handshake.
+    // Without a client certificate the upstream refuses the handshake (with TLS 1.3, by an alert
+    // the gateway reads after its side of the handshake is done).
     let gw = gateway(&upstream.https_url(), &ca_block(dir.path())).await;
-    let (status, _, body) = get(&gw.url("/echo")).await;
-    assert_eq!(status, 502, "{}", String::from_utf8_lossy(&body));
+    assert_tls_failure(&gw, "the upstream rejected the handshake").await;
     assert_eq!(upstream.request_count(), 0);
 
     let d = dir.path().display();
@@ -219,4 +223,82 @@ routes:
         lines[4].starts_with("gantry.yaml:13:16: upstreams.plain.tls.ca: "),
         "{errors}"
     );
+}
+
+#[tokio::test]
+async fn a_reload_keeps_tls_connections_to_unchanged_upstreams_and_renews_changed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("Upstream CA");
+    ca.write(dir.path(), "ca");
+    let upstream = Upstream::start_tls(
+        "secure",
+        server_config(&ca.server(&["localhost"]), &["http/1.1"], None),
+    )
+    .await;
+    let yaml = |grace: &str, extra: &str| {
+        format!(
+            "version: 1\n\
+             listeners:\n  - {{ name: public, address: \"127.0.0.1:0\" }}\n\
+             server: {{ shutdown_grace: {grace} }}\n\
+             upstreams:\n  backend:\n    targets: [{{ url: \"{}\" }}]\n{}{extra}\n\
+             routes:\n  - {{ name: all, match: {{ path_prefix: / }}, upstream: backend }}\n",
+            upstream.https_url(),
+            ca_block(dir.path())
+        )
+    };
+    let path = dir.path().join("gantry.yaml");
+    std::fs::write(&path, yaml("5s", "")).unwrap();
+    let gw = TestGateway::start_file(&path).await;
+    assert_eq!(get(&gw.url("/echo")).await.0, 200);
+    assert_eq!(upstream.connection_count(), 1);
+
+    // Unrelated change: the pooled TLS connection is kept and reused.
+    std::fs::write(&path, yaml("6s", "")).unwrap();
+    gw.gateway().reload().await.unwrap();
+    assert_eq!(get(&gw.url("/echo")).await.0, 200);
+    assert_eq!(upstream.connection_count(), 1);
+
+    // The upstream's TLS settings changed: new connections with the new settings.
+    std::fs::write(&path, yaml("6s", "      server_name: localhost\n")).unwrap();
+    gw.gateway().reload().await.unwrap();
+    assert_eq!(get(&gw.url("/echo")).await.0, 200);
+    assert_eq!(upstream.connection_count(), 2);
+}
+
+#[tokio::test]
+async fn websockets_pass_through_tls_on_both_sides() {
+    use futures_util::{SinkExt, StreamExt};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let ca = TestCa::new("Test CA");
+    ca.write(dir.path(), "ca");
+    ca.server(&["localhost"]).write(dir.path(), "site");
+    let upstream = Upstream::start_tls(
+        "secure",
+        server_config(&ca.server(&["localhost"]), &["http/1.1"], None),
+    )
+    .await;
+    let yaml = format!(
+        "version: 1\n\
+         listeners:\n  - name: public-tls\n    address: \"127.0.0.1:0\"\n    tls:\n      certificates: [{{ cert: \"{d}/site.pem\", key: \"{d}/site.key\" }}]\n\
+         upstreams:\n  backend:\n    targets: [{{ url: \"{}\" }}]\n{}\n\
+         routes:\n  - {{ name: chat, match: {{ path: /ws }}, upstream: backend, websocket: true }}\n",
+        upstream.https_url(),
+        ca_block(dir.path())
+    );
+    let gw = TestGateway::start_with(&yaml, &[]).await;
+    let stream =
+        support::tls_handshake(gw.addr, ca.client_config(&["http/1.1"], None), "localhost")
+            .await
+            .unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async("wss://localhost/ws", stream)
+        .await
+        .unwrap();
+    ws.send(tokio_tungstenite::tungstenite::Message::text("over tls"))
+        .await
+        .unwrap();
+    let echoed = ws.next().await.unwrap().unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), "over tls");
+    ws.close(None).await.unwrap();
+    assert_eq!(upstream.request_count(), 1);
 }

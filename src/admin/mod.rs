@@ -113,7 +113,7 @@ async fn handle(
     match path.as_str() {
         "/healthz" => json(StatusCode::OK, &serde_json::json!({ "status": "alive" })),
         "/readyz" => readiness(gateway, &path),
-        "/metrics" => metrics(gateway),
+        "/metrics" => metrics(gateway).await,
         "/admin/config" => {
             let runtime = gateway.runtime();
             json(
@@ -200,7 +200,7 @@ fn upstreams(gateway: &RunningGateway) -> serde_json::Value {
 }
 
 /// Prometheus text exposition of what exists so far (the observability work extends it).
-fn metrics(gateway: &RunningGateway) -> Response<Full<Bytes>> {
+async fn metrics(gateway: &RunningGateway) -> Response<Full<Bytes>> {
     let status = gateway.status();
     let runtime = gateway.runtime();
     let mut out = String::with_capacity(2048);
@@ -271,12 +271,69 @@ fn metrics(gateway: &RunningGateway) -> Response<Full<Bytes>> {
             );
         }
     }
+    tls_metrics(&mut out, &gateway.tls_stats_all().await);
     let mut rsp = Response::new(Full::new(Bytes::from(out)));
     rsp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     rsp
+}
+
+/// TLS handshake outcomes and certificate reloads per TLS listener (counted since the listener's
+/// accept loop started: a reload that changes the listener starts it from zero).
+fn tls_metrics(
+    out: &mut String,
+    listeners: &[(std::sync::Arc<str>, crate::server::tls::TlsStats)],
+) {
+    if listeners.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP gantry_tls_handshakes_total TLS connections by handshake outcome."
+    );
+    let _ = writeln!(out, "# TYPE gantry_tls_handshakes_total counter");
+    for (name, stats) in listeners {
+        for (result, count) in [
+            ("completed", stats.completed),
+            ("failed", stats.failed),
+            ("timed_out", stats.timed_out),
+            ("plain_http", stats.plain_http),
+        ] {
+            let _ = writeln!(
+                out,
+                "gantry_tls_handshakes_total{{listener=\"{name}\",result=\"{result}\"}} {count}"
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP gantry_tls_certificate_reloads_total Changed certificate files loaded and swapped in."
+    );
+    let _ = writeln!(out, "# TYPE gantry_tls_certificate_reloads_total counter");
+    for (name, stats) in listeners {
+        let _ = writeln!(
+            out,
+            "gantry_tls_certificate_reloads_total{{listener=\"{name}\"}} {}",
+            stats.certificates_reloaded
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP gantry_tls_certificate_rejections_total Changed certificate files that did not load (the previous certificate stayed)."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE gantry_tls_certificate_rejections_total counter"
+    );
+    for (name, stats) in listeners {
+        let _ = writeln!(
+            out,
+            "gantry_tls_certificate_rejections_total{{listener=\"{name}\"}} {}",
+            stats.certificates_rejected
+        );
+    }
 }
 
 /// Whether the request carries the admin token (always true when none is configured).

@@ -18,7 +18,16 @@ pub(super) fn validate(loaded: &LoadedFile, errors: &mut Vec<ConfigError>) {
     let mut check = Checker { loaded, errors };
     for (i, listener) in loaded.config.listeners.iter().enumerate() {
         if let Some(tls) = &listener.tls {
-            check.listener(&child_key(&child_index("listeners", i), "tls"), tls);
+            let base = child_index("listeners", i);
+            let protocols = child_key(&base, "protocols");
+            // Silently ignoring it would let `protocols: [http1]` look like it disabled h2.
+            if loaded.source_map.contains(&protocols) {
+                check.error(
+                    &protocols,
+                    "a TLS listener's protocols are negotiated by ALPN: remove `protocols` and set `tls.alpn` (e.g. [http/1.1])",
+                );
+            }
+            check.listener(&child_key(&base, "tls"), tls);
         }
     }
     for (name, upstream) in &loaded.config.upstreams {

@@ -608,6 +608,12 @@ fn connect_error(cluster: &UpstreamCluster, err: ConnectError) -> GatewayError {
 }
 
 fn upstream_error(cluster: &UpstreamCluster, error: hyper::Error) -> GatewayError {
+    if let Some(reason) = crate::upstream::tls::failure_in(&error) {
+        return GatewayError::UpstreamTls {
+            upstream: cluster.name.to_string(),
+            reason,
+        };
+    }
     let kind = if error.is_parse_too_large() {
         "response head too large"
     } else if error.is_parse() || error.is_parse_status() {

@@ -96,6 +96,7 @@ pub struct TlsCounters {
     timed_out: AtomicU64,
     plain_http: AtomicU64,
     certificates_reloaded: AtomicU64,
+    certificates_rejected: AtomicU64,
 }
 
 /// A snapshot of [`TlsCounters`].
@@ -111,6 +112,8 @@ pub struct TlsStats {
     pub plain_http: u64,
     /// Times changed certificate files were loaded and swapped in.
     pub certificates_reloaded: u64,
+    /// Times changed certificate files did not load (the previous certificate stayed in use).
+    pub certificates_rejected: u64,
 }
 
 /// What a completed handshake tells the HTTP layer.
@@ -244,6 +247,7 @@ impl ListenerTls {
             timed_out: c.timed_out.load(Ordering::Relaxed),
             plain_http: c.plain_http.load(Ordering::Relaxed),
             certificates_reloaded: c.certificates_reloaded.load(Ordering::Relaxed),
+            certificates_rejected: c.certificates_rejected.load(Ordering::Relaxed),
         }
     }
 
@@ -355,12 +359,15 @@ impl ListenerTls {
                 while changes.try_recv().is_ok() {}
                 let store = Arc::clone(&store);
                 let name = listener.clone();
-                let swapped = tokio::task::spawn_blocking(move || store.reload(&name))
+                let (swapped, rejected) = tokio::task::spawn_blocking(move || store.reload(&name))
                     .await
-                    .unwrap_or(0);
+                    .unwrap_or((0, 0));
                 counters
                     .certificates_reloaded
                     .fetch_add(swapped, Ordering::Relaxed);
+                counters
+                    .certificates_rejected
+                    .fetch_add(rejected, Ordering::Relaxed);
             }
         });
         Some(CertWatch { task })
@@ -395,11 +402,12 @@ struct CertStore {
 
 impl CertStore {
     /// Loads every pair again; pairs that load and differ replace their old entry, pairs that
-    /// fail (mid-rotation, typo) keep it. Returns how many entries were replaced.
-    fn reload(&self, listener: &str) -> u64 {
+    /// fail (mid-rotation, typo) keep it. Returns how many entries were replaced and rejected.
+    fn reload(&self, listener: &str) -> (u64, u64) {
         let current = self.current.load();
         let mut next = Vec::with_capacity(self.sources.len());
         let mut replaced = 0;
+        let mut rejected = 0;
         for (paths, old) in self.sources.iter().zip(current.iter()) {
             match load_entry(&self.provider, paths) {
                 Ok(entry) if entry.key.cert != old.key.cert || !same_key(&entry.key, &old.key) => {
@@ -412,6 +420,7 @@ impl CertStore {
                     names: old.names.clone(),
                 }),
                 Err(message) => {
+                    rejected += 1;
                     tracing::warn!(listener, error = %message, "changed certificate not loaded; the previous one stays in use");
                     next.push(CertEntry {
                         key: Arc::clone(&old.key),
@@ -423,7 +432,7 @@ impl CertStore {
         if replaced > 0 {
             self.current.store(Arc::new(next));
         }
-        replaced
+        (replaced, rejected)
     }
 }
 
@@ -511,7 +520,8 @@ async fn answer_plain_http(mut stream: TcpStream, head: &[u8]) {
         .filter(|path| path.starts_with('/'))
         .unwrap_or("/")
         .to_owned();
-    let response = GatewayError::PlainHttpOnTlsPort.into_response(&instance, "", false);
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let response = GatewayError::PlainHttpOnTlsPort.into_response(&instance, &request_id, false);
     let body = response.body();
     let head = format!(
         "HTTP/1.1 400 Bad Request\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",

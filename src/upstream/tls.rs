@@ -231,6 +231,27 @@ pub fn describe(err: &io::Error) -> &'static str {
     }
 }
 
+/// The TLS failure behind an HTTP-level error, if that is what it was. With TLS 1.3 the client's
+/// handshake is done before the server has checked the client certificate, so a refused one
+/// surfaces as the server's alert on the first read, inside hyper's error.
+pub fn failure_in(error: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let mut current = Some(error);
+    while let Some(err) = current {
+        if let Some(io) = err.downcast_ref::<io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return Some(describe(io));
+        }
+        if err.is::<rustls::Error>() {
+            return Some("handshake failed");
+        }
+        current = err.source();
+    }
+    None
+}
+
 /// A connection to a target: plain TCP or TLS over it.
 pub enum UpstreamStream {
     /// `http://` targets.
@@ -294,5 +315,63 @@ impl AsyncWrite for UpstreamStream {
             Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Self::Tls(s) => Pin::new(s).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::{AlertDescription, CertificateError, Error};
+
+    fn wrapped(err: Error) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, err)
+    }
+
+    #[test]
+    fn handshake_failures_are_described_in_config_terms() {
+        let untrusted = wrapped(Error::InvalidCertificate(CertificateError::UnknownIssuer));
+        assert_eq!(
+            describe(&untrusted),
+            "certificate not trusted (unknown issuer)"
+        );
+        let wrong_name = wrapped(Error::InvalidCertificate(CertificateError::NotValidForName));
+        assert_eq!(
+            describe(&wrong_name),
+            "certificate not valid for the server name"
+        );
+        let refused = wrapped(Error::AlertReceived(AlertDescription::CertificateRequired));
+        assert_eq!(
+            describe(&refused),
+            "the upstream rejected the handshake (TLS alert)"
+        );
+        assert_eq!(
+            describe(&io::Error::from(io::ErrorKind::UnexpectedEof)),
+            "the upstream closed the connection during the handshake"
+        );
+    }
+
+    #[test]
+    fn a_tls_error_is_found_inside_other_errors() {
+        #[derive(Debug)]
+        struct Outer(io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("outer")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let inner = wrapped(Error::AlertReceived(AlertDescription::BadCertificate));
+        assert_eq!(
+            failure_in(&Outer(inner)),
+            Some("the upstream rejected the handshake (TLS alert)")
+        );
+        assert_eq!(
+            failure_in(&Outer(io::Error::from(io::ErrorKind::ConnectionReset))),
+            None
+        );
     }
 }

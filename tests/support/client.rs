@@ -584,6 +584,16 @@ impl TlsConn {
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<Collected, hyper::Error> {
+        let response = self.start_get(path, headers).await?;
+        collect(response).await
+    }
+
+    /// GETs `path` with extra `headers`; returns once the response head has arrived.
+    pub async fn start_get(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Response<Incoming>, hyper::Error> {
         let builder = match self.sender {
             TlsSender::Http1(_) => Request::get(path).header("host", self.server_name.as_str()),
             TlsSender::Http2(_) => Request::get(format!("https://{}{path}", self.server_name)),
@@ -592,17 +602,16 @@ impl TlsConn {
             .iter()
             .fold(builder, |b, (name, value)| b.header(*name, *value));
         let request = builder.body(empty()).expect("valid request");
-        let response = match &mut self.sender {
+        match &mut self.sender {
             TlsSender::Http1(sender) => {
                 sender.ready().await?;
-                sender.send_request(request).await?
+                sender.send_request(request).await
             }
             TlsSender::Http2(sender) => {
                 sender.ready().await?;
-                sender.send_request(request).await?
+                sender.send_request(request).await
             }
-        };
-        collect(response).await
+        }
     }
 
     /// GETs `path` and reads the whole response.
