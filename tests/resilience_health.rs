@@ -261,3 +261,32 @@ async fn the_adaptive_limit_is_exposed() {
         .unwrap();
     assert!((2..=100).contains(&limit));
 }
+
+#[tokio::test]
+async fn h2_upstreams_are_checked_over_h2() {
+    let upstream = Upstream::start("h2").await;
+    let gw = TestGateway::start_with(
+        &config(
+            &[&upstream],
+            "    protocol: h2
+    health_check:
+      active: { path: /healthz, interval: 20ms, healthy_after: 1, unhealthy_after: 1 }",
+        ),
+        &[],
+    )
+    .await;
+    upstream.wait_for_requests(1).await;
+    let check = upstream
+        .requests()
+        .into_iter()
+        .find(|r| r.uri.path() == "/healthz")
+        .unwrap();
+    assert_eq!(check.version, http::Version::HTTP_2);
+    upstream.set_health(503);
+    gw.wait_for_upstream("pool", "unhealthy", |p| {
+        p["targets"][0]["health"] == "unhealthy"
+    })
+    .await;
+    let (status, _, _) = http1_client().get(&gw.url("/x")).await;
+    assert_eq!(status, 503);
+}

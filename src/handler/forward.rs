@@ -215,19 +215,22 @@ async fn forward_with_retries(
     };
     let grpc = is_grpc(&parts.headers);
     let websocket = client_upgrade.is_some();
-    state.budget.deposit();
+    if retry.attempts > 1 {
+        // Only upstreams that retry pay for the budget's bookkeeping.
+        state.budget.deposit();
+    }
 
-    let (head, _) = Request::new(()).into_parts();
     let mut template = Some(parts);
     let mut tried: Vec<Arc<Target>> = Vec::new();
     let mut attempt: u32 = 0;
     let result = loop {
         attempt += 1;
-        let target = match cluster.pick(
-            &template.as_ref().unwrap_or(&head).headers,
-            client_ip,
-            &tried,
-        ) {
+        // A try after the one that moved the head never happens (`may_retry` checks), but a
+        // missing head must not panic.
+        let Some(head) = template.as_ref() else {
+            break Err(GatewayError::Internal);
+        };
+        let target = match cluster.pick(&head.headers, client_ip, &tried) {
             Pick::Target(target) => target,
             Pick::NoTargets => {
                 break Err(GatewayError::NoTarget {
