@@ -227,3 +227,56 @@ async fn a_flapping_upstream_is_hidden_by_retries() {
     }
     assert_eq!(upstream.traffic_count(), 10);
 }
+
+#[tokio::test]
+async fn an_ejection_survives_a_reload_that_rebuilds_the_targets() {
+    let live = Upstream::start("live").await;
+    let dead = dead_url().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gantry.yaml");
+    let text = format!(
+        "version: 1
+listeners: [{{ name: public, address: \"127.0.0.1:0\" }}]
+admin: {{ address: \"127.0.0.1:0\" }}
+observability: {{ access_log: {{ format: off }} }}
+upstreams:
+  pool:
+    targets: [{{ url: \"{dead}\" }}, {{ url: \"{}\" }}]
+    pool: {{ max_idle_per_target: 8 }}
+    retries: {{ attempts: 2, on: [connect_error] }}
+    health_check:
+      passive: {{ consecutive_failures: 1, eject_for: 1h }}
+routes:
+  - {{ name: all, match: {{ path_prefix: / }}, upstream: pool }}
+",
+        live.url()
+    );
+    std::fs::write(&path, &text).unwrap();
+    let gw = TestGateway::start_file(&path).await;
+    let client = http1_client();
+    for _ in 0..4 {
+        assert_eq!(client.get(&gw.url("/x")).await.0, 200);
+    }
+    let dead_authority = dead.trim_start_matches("http://").to_owned();
+    let is_dead_ejected = |pool: &serde_json::Value| {
+        pool["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["target"] == dead_authority.as_str() && t["ejected"] == true)
+    };
+    assert!(is_dead_ejected(&gw.admin_upstream("pool").await));
+    // New pool settings: every target gets a new pool, but keeps its health.
+    std::fs::write(
+        &path,
+        text.replace("max_idle_per_target: 8", "max_idle_per_target: 9"),
+    )
+    .unwrap();
+    gw.gateway().reload().await.unwrap();
+    assert!(is_dead_ejected(&gw.admin_upstream("pool").await));
+    let before = live.traffic_count();
+    for _ in 0..4 {
+        assert_eq!(client.get(&gw.url("/x")).await.0, 200);
+    }
+    assert_eq!(live.traffic_count(), before + 4);
+}

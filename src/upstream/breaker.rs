@@ -225,7 +225,8 @@ impl Breaker {
             // A call admitted while closed that ends after the breaker opened: already judged.
             return;
         }
-        if inner.window.window() != RollingCounts::new(settings.window, now).window() {
+        if !inner.window.covers(settings.window) {
+            // The window was changed by a reload: count afresh rather than misread old buckets.
             inner.window = RollingCounts::new(settings.window, now);
         }
         inner

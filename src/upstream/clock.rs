@@ -91,10 +91,9 @@ pub struct RollingCounts {
 impl RollingCounts {
     /// Counts over `window`, starting at `now`.
     pub fn new(window: Duration, now: Instant) -> Self {
-        let width = (window / BUCKETS as u32).max(Duration::from_millis(1));
         Self {
             origin: now,
-            width,
+            width: Self::bucket_width(window),
             buckets: [Bucket::default(); BUCKETS],
         }
     }
@@ -102,6 +101,15 @@ impl RollingCounts {
     /// The window this was built for; a new window size starts counting afresh.
     pub fn window(&self) -> Duration {
         self.width * BUCKETS as u32
+    }
+
+    /// Whether this counts over `window` (as rounded when built).
+    pub fn covers(&self, window: Duration) -> bool {
+        self.width == Self::bucket_width(window)
+    }
+
+    fn bucket_width(window: Duration) -> Duration {
+        (window / BUCKETS as u32).max(Duration::from_millis(1))
     }
 
     fn slot(&self, now: Instant) -> u64 {
