@@ -290,3 +290,36 @@ async fn h2_upstreams_are_checked_over_h2() {
     let (status, _, _) = http1_client().get(&gw.url("/x")).await;
     assert_eq!(status, 503);
 }
+
+#[tokio::test]
+async fn a_streaming_response_holds_its_slot_until_the_body_ends() {
+    let upstream = Upstream::start("u").await;
+    let gw = TestGateway::start_with(
+        &config(
+            &[&upstream],
+            "    load_shedding: { max_concurrent_requests: 1 }",
+        ),
+        &[],
+    )
+    .await;
+    let client = http1_client();
+    let streaming = client
+        .send(Request::get(gw.url("/gate/s")).body(empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(streaming.status(), 200);
+    assert_eq!(
+        gw.admin_upstream("pool").await["load_shedding"]["in_flight"],
+        1
+    );
+    let (status, _, _) = http1_client().get(&gw.url("/x")).await;
+    assert_eq!(status, 503);
+    upstream.release("s");
+    let body = support::collect(streaming).await.unwrap();
+    assert_eq!(body.text(), "first\ndone\n");
+    gw.wait_for_upstream("pool", "slot freed", |p| {
+        p["load_shedding"]["in_flight"] == 0
+    })
+    .await;
+    assert_eq!(http1_client().get(&gw.url("/x")).await.0, 200);
+}

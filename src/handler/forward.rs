@@ -366,32 +366,29 @@ async fn forward_with_retries(
         };
     };
     record.upstream_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
-    if let Some(permit) = shed_permit {
+    let mut shed_permit = shed_permit;
+    if let Some(permit) = &mut shed_permit {
         let failed = match &result {
             Ok((response, ..)) => response.status().is_server_error(),
             Err(err) => !matches!(err.origin(), crate::error::ErrorOrigin::Client),
         };
-        permit.finish(failed);
+        permit.sample(failed);
     }
     let (response, connection, target, in_flight) = result?;
-    finish_response(
-        response,
-        connection,
+    let lease = ConnectionLease {
         target,
+        connection,
         in_flight,
-        cluster,
-        settings,
-        client_upgrade,
-    )
+        shed: shed_permit,
+    };
+    finish_response(response, lease, cluster, settings, client_upgrade)
 }
 
 /// Hands the upstream's response back: hop-by-hop removed, `Via` added, body streaming (or the
 /// WebSocket tunnel started).
 fn finish_response(
     mut response: Response<Incoming>,
-    connection: PooledConnection,
-    target: Arc<Target>,
-    in_flight: InFlightGuard,
+    lease: ConnectionLease,
     cluster: &UpstreamCluster,
     settings: &ServerSettings,
     client_upgrade: Option<OnUpgrade>,
@@ -413,6 +410,12 @@ fn finish_response(
             });
         };
         let upstream_upgrade = hyper::upgrade::on(&mut response);
+        // A tunnel may live for hours: it keeps the target's in-flight count, not a shedding slot.
+        let ConnectionLease {
+            connection,
+            in_flight,
+            ..
+        } = lease;
         tokio::spawn(tunnel(
             client_upgrade,
             upstream_upgrade,
@@ -427,11 +430,6 @@ fn finish_response(
     }
 
     let (parts, incoming) = response.into_parts();
-    let lease = ConnectionLease {
-        target,
-        connection,
-        in_flight,
-    };
     Ok(Response::from_parts(
         parts,
         ResponseBody::upstream(incoming, cluster.timeouts.idle, Some(lease)),

@@ -159,7 +159,7 @@ pub struct ClusterState {
     /// Recent requests and retries.
     pub budget: RetryBudget,
     /// In-flight count, queue and adaptive limit.
-    pub shedder: Shedder,
+    pub shedder: Arc<Shedder>,
 }
 
 impl ClusterState {
@@ -168,7 +168,7 @@ impl ClusterState {
         Self {
             breaker: Breaker::new(name, clock.clone()),
             budget: RetryBudget::new(clock.clone()),
-            shedder: Shedder::new(clock.clone()),
+            shedder: Arc::new(Shedder::new(clock.clone())),
             clock,
         }
     }

@@ -11,8 +11,8 @@
 //! [`BASELINE_WINDOW`] so a permanently slower upstream becomes the new normal. Bounds:
 //! `[min_limit, max_concurrent_requests]`.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -29,7 +29,7 @@ const TOLERANCE: f64 = 2.0;
 const SMOOTHING: f64 = 0.2;
 
 /// Load-shedding settings (`upstreams.*.load_shedding`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ShedSettings {
     /// Most requests in flight (the adaptive limit's ceiling).
     pub max_concurrent: u32,
@@ -130,13 +130,15 @@ pub struct Shedder {
     limit: AtomicU32,
 }
 
-/// A slot in the upstream's concurrency limit; frees it when dropped.
+/// A slot in the upstream's concurrency limit; frees it when dropped. Owned, so it can travel
+/// with the response body and free the slot when the body ends.
 #[derive(Debug)]
-pub struct ShedPermit<'a> {
-    shedder: &'a Shedder,
-    settings: &'a ShedSettings,
+pub struct ShedPermit {
+    shedder: Arc<Shedder>,
+    settings: ShedSettings,
     started: Instant,
     in_flight_at_start: u32,
+    sampled: bool,
 }
 
 impl Shedder {
@@ -187,10 +189,10 @@ impl Shedder {
     }
 
     /// A slot, waiting in the queue for at most `queue_timeout` when none is free.
-    pub async fn acquire<'a>(
-        &'a self,
-        settings: &'a ShedSettings,
-    ) -> Result<ShedPermit<'a>, Overloaded> {
+    pub async fn acquire(
+        self: &Arc<Self>,
+        settings: &ShedSettings,
+    ) -> Result<ShedPermit, Overloaded> {
         if let Some(n) = self.try_take(self.limit(settings)) {
             return Ok(self.permit(settings, n));
         }
@@ -221,12 +223,13 @@ impl Shedder {
         }
     }
 
-    fn permit<'a>(&'a self, settings: &'a ShedSettings, in_flight_before: u32) -> ShedPermit<'a> {
+    fn permit(self: &Arc<Self>, settings: &ShedSettings, in_flight_before: u32) -> ShedPermit {
         ShedPermit {
-            shedder: self,
-            settings,
+            shedder: Arc::clone(self),
+            settings: *settings,
             started: self.clock.now(),
             in_flight_at_start: in_flight_before + 1,
+            sampled: false,
         }
     }
 
@@ -251,21 +254,24 @@ impl Shedder {
     }
 }
 
-impl ShedPermit<'_> {
-    /// The request got its answer (`failed`: 5xx, timeout, connect error): feeds the adaptive
-    /// limit, then frees the slot.
-    pub fn finish(self, failed: bool) {
+impl ShedPermit {
+    /// The request got its answer head (`failed`: 5xx, timeout, connect error): feeds the
+    /// adaptive limit once. The slot stays taken until the permit is dropped.
+    pub fn sample(&mut self, failed: bool) {
+        if std::mem::replace(&mut self.sampled, true) {
+            return;
+        }
         let latency = self
             .shedder
             .clock
             .now()
             .saturating_duration_since(self.started);
         self.shedder
-            .sample(self.settings, latency, self.in_flight_at_start, failed);
+            .sample(&self.settings, latency, self.in_flight_at_start, failed);
     }
 }
 
-impl Drop for ShedPermit<'_> {
+impl Drop for ShedPermit {
     fn drop(&mut self) {
         self.shedder.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.shedder.released.notify_one();
@@ -358,7 +364,7 @@ mod tests {
 
     #[tokio::test]
     async fn beyond_the_limit_and_the_queue_requests_are_shed() {
-        let shedder = Shedder::new(Clock::System);
+        let shedder = Arc::new(Shedder::new(Clock::System));
         let settings = ShedSettings {
             max_concurrent: 1,
             queue: 1,
@@ -373,9 +379,15 @@ mod tests {
         assert_eq!(shedder.queued(), 1);
         assert_eq!(shedder.acquire(&settings).await.unwrap_err(), Overloaded);
         drop(first);
-        let second = waiting.await.unwrap();
+        let mut second = waiting.await.unwrap();
         assert_eq!(shedder.in_flight(), 1);
-        second.finish(false);
+        second.sample(false);
+        assert_eq!(
+            shedder.in_flight(),
+            1,
+            "the slot is held until the permit goes"
+        );
+        drop(second);
         assert_eq!(shedder.in_flight(), 0);
     }
 }
