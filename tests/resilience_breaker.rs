@@ -207,3 +207,22 @@ async fn breaker_state_survives_a_reload() {
     assert!(String::from_utf8_lossy(&body).contains("circuit-open"));
     assert_eq!(upstream.traffic_count(), 4);
 }
+
+#[tokio::test]
+async fn the_fallback_stands_in_when_no_target_is_healthy() {
+    let upstream = Upstream::start("svc").await;
+    let yaml = config(&upstream, BREAKER, FALLBACK).replace(
+        "    circuit_breaker:",
+        "    health_check: { active: { path: /healthz, interval: 20ms, unhealthy_after: 1 } }\n    circuit_breaker:",
+    );
+    let gw = TestGateway::start_with(&yaml, &[]).await;
+    upstream.set_health(503);
+    gw.wait_for_upstream("svc", "unhealthy", |u| {
+        u["targets"][0]["health"] == "unhealthy"
+    })
+    .await;
+    let (status, headers, _) = http1_client().get(&gw.url("/items")).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["gantry-fallback"], "true");
+    assert_eq!(upstream.traffic_count(), 0);
+}

@@ -280,3 +280,29 @@ routes:
     }
     assert_eq!(live.traffic_count(), before + 4);
 }
+
+#[tokio::test]
+async fn never_more_than_max_ejected_percent_of_the_targets_are_ejected() {
+    let live = Upstream::start("live").await;
+    let gw = gateway(
+        &[dead_url().await, dead_url().await, live.url()],
+        "    retries: { attempts: 3, on: [connect_error] }
+    health_check:
+      passive: { consecutive_failures: 1, eject_for: 1h, max_ejected_percent: 50 }",
+    )
+    .await;
+    let client = http1_client();
+    for _ in 0..9 {
+        assert_eq!(client.get(&gw.url("/x")).await.0, 200);
+    }
+    let pool = gw.admin_upstream("pool").await;
+    let ejected = pool["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["ejected"] == true)
+        .count();
+    // 50% of 3 targets: one may be out, though two are dead.
+    assert_eq!(ejected, 1, "{pool}");
+    assert_eq!(live.traffic_count(), 9);
+}
