@@ -226,3 +226,27 @@ async fn the_fallback_stands_in_when_no_target_is_healthy() {
     assert_eq!(headers["gantry-fallback"], "true");
     assert_eq!(upstream.traffic_count(), 0);
 }
+
+#[tokio::test]
+async fn an_upstream_cannot_claim_its_answer_is_a_fallback() {
+    let upstream = support::RawUpstream::respond_with(
+        &b"HTTP/1.1 200 OK\r\ngantry-fallback: true\r\ncontent-length: 2\r\n\r\nok"[..],
+    )
+    .await;
+    let yaml = format!(
+        "version: 1
+listeners: [{{ name: public, address: \"127.0.0.1:0\" }}]
+observability: {{ access_log: {{ format: off }} }}
+upstreams:
+  svc: {{ targets: [{{ url: \"{}\" }}] }}
+routes:
+  - {{ name: main, match: {{ path_prefix: / }}, upstream: svc }}
+",
+        upstream.url()
+    );
+    let gw = TestGateway::start_with(&yaml, &[]).await;
+    let (status, headers, body) = http1_client().get(&gw.url("/x")).await;
+    assert_eq!(status, 200);
+    assert_eq!(&body[..], b"ok");
+    assert!(headers.get("gantry-fallback").is_none());
+}

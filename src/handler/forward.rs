@@ -396,6 +396,8 @@ fn finish_response(
     let websocket = client_upgrade.is_some();
     let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     remove_hop_by_hop(response.headers_mut(), upgraded && websocket);
+    // Only Gantry says an answer is a fallback; an upstream's claim would mislead clients.
+    response.headers_mut().remove(FALLBACK_HEADER);
     response
         .headers_mut()
         .append(header::VIA, settings.via_entry.clone());
