@@ -340,23 +340,26 @@ async fn forward_with_retries(
             TryOutcome::Failed(_, FailureKind::Timeout) => retry.on_timeout,
             TryOutcome::Failed(_, FailureKind::Client) => false,
         };
-        let may_retry = retryable
-            && source.replayable()
-            && attempt < retry.attempts
-            && template.is_some()
+        let allowed =
+            retryable && source.replayable() && attempt < retry.attempts && template.is_some();
+        let backoff = if allowed {
+            retry.backoff(attempt)
+        } else {
+            Duration::ZERO
+        };
+        // The budget is asked last: a retry that would not be made must not spend it.
+        if allowed
+            && Instant::now() + backoff < deadline
             && state
                 .budget
-                .try_withdraw(retry.budget_ratio, retry.min_retries_per_second);
-        if may_retry {
-            let backoff = retry.backoff(attempt);
-            if Instant::now() + backoff < deadline {
-                drop(outcome);
-                drop(in_flight);
-                tracing::debug!(upstream = %cluster.name, target = %target.authority, attempt, "retrying");
-                tried.push(target);
-                tokio::time::sleep(backoff).await;
-                continue;
-            }
+                .try_withdraw(retry.budget_ratio, retry.min_retries_per_second)
+        {
+            drop(outcome);
+            drop(in_flight);
+            tracing::debug!(upstream = %cluster.name, target = %target.authority, attempt, "retrying");
+            tried.push(target);
+            tokio::time::sleep(backoff).await;
+            continue;
         }
         break match outcome {
             TryOutcome::Failed(err, _) => Err(err),
