@@ -179,7 +179,7 @@ async fn forward_with_retries(
             upstream: upstream_name(),
         });
     }
-    let deadline = started + budget;
+    let deadline = crate::upstream::clock::later(started, budget);
 
     let shed_permit = match &resilience.shed {
         Some(shed) => {
@@ -349,7 +349,7 @@ async fn forward_with_retries(
         };
         // The budget is asked last: a retry that would not be made must not spend it.
         if allowed
-            && Instant::now() + backoff < deadline
+            && crate::upstream::clock::later(Instant::now(), backoff) < deadline
             && state
                 .budget
                 .try_withdraw(retry.budget_ratio, retry.min_retries_per_second)
