@@ -306,3 +306,34 @@ async fn never_more_than_max_ejected_percent_of_the_targets_are_ejected() {
     assert_eq!(ejected, 1, "{pool}");
     assert_eq!(live.traffic_count(), 9);
 }
+
+#[tokio::test]
+async fn a_retry_goes_to_another_target_even_under_consistent_hashing() {
+    let bad = Upstream::start("bad").await;
+    bad.set_fault(Fault::Status(503));
+    let good = Upstream::start("good").await;
+    let gw = gateway(
+        &[bad.url(), good.url()],
+        "    load_balancing: { consistent_hash: { header: x-user-id } }
+    retries: { attempts: 3, on: [503], backoff: { base: 1ms, max: 1ms } }",
+    )
+    .await;
+    let client = http1_client();
+    let mut first_on_bad = 0;
+    for i in 0..20 {
+        let (bad_before, good_before) = (bad.traffic_count(), good.traffic_count());
+        let request = Request::get(gw.url("/x"))
+            .header("x-user-id", format!("user-{i}"))
+            .body(support::empty())
+            .unwrap();
+        let response = client.fetch(request).await;
+        assert_eq!(response.status, 200, "user-{i}");
+        if bad.traffic_count() > bad_before {
+            // The key belongs to the bad target: one try there, the retry on the other.
+            first_on_bad += 1;
+            assert_eq!(bad.traffic_count(), bad_before + 1);
+            assert_eq!(good.traffic_count(), good_before + 1);
+        }
+    }
+    assert!(first_on_bad > 0, "no key hashed to the bad target");
+}
