@@ -105,6 +105,7 @@ fn serves_fallback(err: &GatewayError) -> bool {
         GatewayError::CircuitOpen { .. }
             | GatewayError::NoHealthyTarget { .. }
             | GatewayError::UpstreamTimeout { .. }
+            | GatewayError::ConnectTimeout { .. }
             | GatewayError::DeadlineExceeded { .. }
     )
 }
