@@ -323,3 +323,32 @@ async fn a_streaming_response_holds_its_slot_until_the_body_ends() {
     .await;
     assert_eq!(http1_client().get(&gw.url("/x")).await.0, 200);
 }
+
+#[tokio::test]
+async fn the_adaptive_limit_shrinks_when_the_upstream_slows_down() {
+    let upstream = Upstream::start("u").await;
+    let gw = TestGateway::start_with(
+        &config(
+            &[&upstream],
+            "    load_shedding: { max_concurrent_requests: 100, adaptive: { min_limit: 1, initial_limit: 20 } }",
+        ),
+        &[],
+    )
+    .await;
+    let client = http1_client();
+    for _ in 0..5 {
+        assert_eq!(client.get(&gw.url("/x")).await.0, 200);
+    }
+    let limit = |p: &serde_json::Value| p["load_shedding"]["limit"].as_u64().unwrap();
+    // Fast and lightly used: the limit does not grow (it grows only under load).
+    assert!(limit(&gw.admin_upstream("pool").await) <= 20);
+    upstream.set_fault(Fault::Slow(std::time::Duration::from_millis(100)));
+    for _ in 0..5 {
+        assert_eq!(client.get(&gw.url("/x")).await.0, 200);
+    }
+    let slowed = limit(&gw.admin_upstream("pool").await);
+    assert!(
+        slowed < 20,
+        "latency far above the baseline shrinks the limit: {slowed}"
+    );
+}

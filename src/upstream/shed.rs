@@ -4,10 +4,11 @@
 //!
 //! The adaptive limit is a gradient limiter (after Netflix's concurrency-limits): it keeps the
 //! lowest latency seen recently as the no-load baseline and, on every sample, moves the limit
-//! towards `limit × min(1, 2 × baseline / latency) + √limit`. While latency stays near the
-//! baseline the limit grows by a fraction of √limit per sample (only while the upstream is actually
-//! used that much); when latency climbs past twice the baseline it shrinks, at most halving per
-//! step. A failed or timed-out request shrinks it by a tenth. The baseline is forgotten every
+//! towards `limit × min(1, (2 × baseline + 1 ms) / latency) + √limit`, where latency is smoothed
+//! over recent samples and the 1 ms of slack keeps scheduling noise at sub-millisecond latencies
+//! from reading as queueing. While latency stays near the baseline the limit grows by a fraction
+//! of √limit per sample (only while the upstream is actually used that much); when latency climbs
+//! past twice the baseline it shrinks, at most halving per step. A failed or timed-out request shrinks it by a tenth. The baseline is forgotten every
 //! [`BASELINE_WINDOW`] so a permanently slower upstream becomes the new normal. Bounds:
 //! `[min_limit, max_concurrent_requests]`.
 
@@ -25,8 +26,13 @@ pub const BASELINE_WINDOW: Duration = Duration::from_secs(30);
 /// Latency up to this multiple of the baseline counts as no queueing.
 const TOLERANCE: f64 = 2.0;
 
-/// Weight of the newest estimate in the smoothed limit.
+/// Weight of the newest estimate in the smoothed limit, and of the newest sample in the smoothed
+/// latency.
 const SMOOTHING: f64 = 0.2;
+
+/// Latency this close to the baseline is never taken for queueing: at sub-millisecond latencies
+/// scheduling noise alone doubles a sample.
+const SLACK: Duration = Duration::from_millis(1);
 
 /// Load-shedding settings (`upstreams.*.load_shedding`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,6 +66,8 @@ pub struct GradientLimit {
     limit: f64,
     baseline: Option<Duration>,
     baseline_since: Instant,
+    /// Smoothed recent latency, in seconds (one slow request is not a trend).
+    recent: Option<f64>,
 }
 
 impl GradientLimit {
@@ -69,6 +77,7 @@ impl GradientLimit {
             limit: f64::from(initial.max(1)),
             baseline: None,
             baseline_since: now,
+            recent: None,
         }
     }
 
@@ -102,7 +111,13 @@ impl GradientLimit {
         let latency = latency.max(Duration::from_micros(1));
         let baseline = self.baseline.map_or(latency, |b| b.min(latency));
         self.baseline = Some(baseline);
-        let gradient = (TOLERANCE * baseline.as_secs_f64() / latency.as_secs_f64()).clamp(0.5, 1.0);
+        let sample = latency.as_secs_f64();
+        let recent = self
+            .recent
+            .map_or(sample, |r| (1.0 - SMOOTHING) * r + SMOOTHING * sample);
+        self.recent = Some(recent);
+        let gradient =
+            ((TOLERANCE * baseline.as_secs_f64() + SLACK.as_secs_f64()) / recent).clamp(0.5, 1.0);
         // An upstream used far below its limit says nothing about a higher one.
         if gradient >= 1.0 && f64::from(in_flight) * 2.0 < self.limit {
             return;
