@@ -250,3 +250,49 @@ routes:
     assert_eq!(&body[..], b"ok");
     assert!(headers.get("gantry-fallback").is_none());
 }
+
+#[tokio::test]
+async fn grpc_unavailable_counts_and_retries_like_a_503() {
+    let upstream = Upstream::start("grpc").await;
+    upstream.set_fault(Fault::GrpcStatus(14));
+    let yaml = format!(
+        "version: 1
+listeners: [{{ name: public, address: \"127.0.0.1:0\" }}]
+admin: {{ address: \"127.0.0.1:0\" }}
+observability: {{ access_log: {{ format: off }} }}
+upstreams:
+  svc:
+    protocol: grpc
+    targets: [{{ url: \"{}\" }}]
+    retries: {{ attempts: 2, on: [503], methods: all, backoff: {{ base: 1ms, max: 1ms }} }}
+    circuit_breaker: {{ failure_ratio: 1.0, min_requests: 4, open_for: 1h }}
+routes:
+  - {{ name: main, match: {{ path_prefix: / }}, upstream: svc }}
+",
+        upstream.url()
+    );
+    let gw = TestGateway::start_with(&yaml, &[]).await;
+    let call = || {
+        http::Request::post(gw.url("/pkg.Svc/Call"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(support::full(vec![0u8, 0, 0, 0, 0]))
+            .unwrap()
+    };
+    let client = support::h2_client();
+    for _ in 0..2 {
+        let response = client.fetch(call()).await;
+        assert_eq!(response.status, 200);
+        assert_eq!(response.headers["grpc-status"], "14");
+    }
+    // Two calls, each retried once: four failed tries open the breaker.
+    assert_eq!(upstream.traffic_count(), 4);
+    assert_eq!(
+        gw.admin_upstream("svc").await["circuit_breaker"]["state"],
+        "open"
+    );
+    let response = client.fetch(call()).await;
+    assert_eq!(response.headers["grpc-status"], "14");
+    assert!(response.headers.get("x-upstream").is_none());
+    assert_eq!(upstream.traffic_count(), 4);
+}

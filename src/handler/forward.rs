@@ -43,6 +43,7 @@ pub const TIMEOUT_HEADER: HeaderName = HeaderName::from_static("gantry-timeout-m
 pub const FALLBACK_HEADER: HeaderName = HeaderName::from_static("gantry-fallback");
 
 const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
 /// A request ready to forward: its head (already cleaned at the edge), body and target path.
 pub struct ForwardRequest {
@@ -316,8 +317,12 @@ async fn forward_with_retries(
             Ok(Ok((response, connection))) => TryOutcome::Response(response, connection),
         };
         // Every try counts toward the breaker and its target's health.
+        let status = match &outcome {
+            TryOutcome::Response(response, _) => effective_status(response, grpc),
+            TryOutcome::Failed(..) => 0,
+        };
         let upstream_failed = match &outcome {
-            TryOutcome::Response(response, _) => response.status().is_server_error(),
+            TryOutcome::Response(..) => (500..600).contains(&status),
             TryOutcome::Failed(_, kind) => *kind != FailureKind::Client,
         };
         if !matches!(outcome, TryOutcome::Failed(_, FailureKind::Client)) {
@@ -335,7 +340,7 @@ async fn forward_with_retries(
             }
         }
         let retryable = match &outcome {
-            TryOutcome::Response(response, _) => retry.retries_status(response.status().as_u16()),
+            TryOutcome::Response(..) => retry.retries_status(status),
             TryOutcome::Failed(_, FailureKind::Connect) => retry.on_connect_error,
             TryOutcome::Failed(_, FailureKind::Reset) => retry.on_reset,
             TryOutcome::Failed(_, FailureKind::Timeout) => retry.on_timeout,
@@ -373,7 +378,7 @@ async fn forward_with_retries(
     let mut shed_permit = shed_permit;
     if let Some(permit) = &mut shed_permit {
         let failed = match &result {
-            Ok((response, ..)) => response.status().is_server_error(),
+            Ok((response, ..)) => (500..600).contains(&effective_status(response, grpc)),
             Err(err) => !matches!(err.origin(), crate::error::ErrorOrigin::Client),
         };
         permit.sample(failed);
@@ -482,6 +487,28 @@ fn copy_head(parts: &Parts) -> Parts {
     copy.version = parts.version;
     copy.headers = parts.headers.clone();
     copy
+}
+
+/// The status a response stands for: its own, or for a gRPC trailers-only answer (HTTP 200 with
+/// `grpc-status` in the head) the HTTP status of its gRPC code (the gRPC HTTP mapping, reversed),
+/// so `UNAVAILABLE` counts and retries like a 503.
+fn effective_status<B>(response: &Response<B>, grpc: bool) -> u16 {
+    let status = response.status().as_u16();
+    if !grpc || status != 200 {
+        return status;
+    }
+    match response
+        .headers()
+        .get(&GRPC_STATUS)
+        .map(HeaderValue::as_bytes)
+    {
+        Some(b"14") => 503,        // UNAVAILABLE
+        Some(b"4") => 504,         // DEADLINE_EXCEEDED
+        Some(b"13" | b"2") => 500, // INTERNAL, UNKNOWN
+        Some(b"12") => 501,        // UNIMPLEMENTED
+        Some(b"8") => 429,         // RESOURCE_EXHAUSTED
+        _ => status,
+    }
 }
 
 fn is_grpc(headers: &HeaderMap) -> bool {
