@@ -75,6 +75,14 @@ async fn run(cluster: Weak<UpstreamCluster>, settings: DnsDiscovery) {
         Ok(resolver) => resolver,
         Err(err) => {
             tracing::error!(name = %settings.name, error = %err, "DNS discovery cannot start: no resolver configuration");
+            if let Some(cluster) = cluster.upgrade() {
+                // Nothing will ever be found: readiness must not wait for it.
+                cluster
+                    .resilience
+                    .state
+                    .discovery_settled
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             return;
         }
     };
@@ -98,6 +106,14 @@ async fn run(cluster: Weak<UpstreamCluster>, settings: DnsDiscovery) {
                 settings.refresh.min(RETRY_AFTER_FAILURE)
             }
         };
+        // Ready or not, the first answer is in: readiness stops waiting for it.
+        if let Some(cluster) = cluster.upgrade() {
+            cluster
+                .resilience
+                .state
+                .discovery_settled
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         if cluster.strong_count() == 0 {
             return;
         }
