@@ -352,3 +352,18 @@ async fn the_adaptive_limit_shrinks_when_the_upstream_slows_down() {
         "latency far above the baseline shrinks the limit: {slowed}"
     );
 }
+
+#[test]
+fn the_resilience_example_is_a_valid_config() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/resilience.yaml");
+    let config = gantry::config::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let users = &config.runtime.upstreams["users"];
+    assert!(users.resilience.breaker.is_some());
+    assert_eq!(users.resilience.retry.attempts, 3);
+    assert!(
+        config.runtime.upstreams["orders"]
+            .resilience
+            .discovery
+            .is_some()
+    );
+}
