@@ -296,3 +296,23 @@ routes:
     assert!(response.headers.get("x-upstream").is_none());
     assert_eq!(upstream.traffic_count(), 4);
 }
+
+#[tokio::test]
+async fn the_access_log_marks_fallbacks() {
+    let upstream = Upstream::start("svc").await;
+    upstream.set_fault(Fault::Hang);
+    let gw = TestGateway::simple(
+        &upstream.url(),
+        "    timeouts: { per_try: 50ms }",
+        &format!(
+            "  - name: main\n    match: {{ path_prefix: / }}\n    upstream: backend\n{FALLBACK}"
+        ),
+        "",
+    )
+    .await;
+    assert_eq!(http1_client().get(&gw.url("/x")).await.0, 200);
+    let lines = gw.access_log(1).await;
+    assert_eq!(lines[0]["fallback"], true);
+    assert_eq!(lines[0]["tries"], 1);
+    assert_eq!(lines[0]["status"], 200);
+}

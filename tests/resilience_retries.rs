@@ -337,3 +337,20 @@ async fn a_retry_goes_to_another_target_even_under_consistent_hashing() {
     }
     assert!(first_on_bad > 0, "no key hashed to the bad target");
 }
+
+#[tokio::test]
+async fn the_access_log_counts_the_tries() {
+    let upstream = RawUpstream::reset_first().await;
+    let gw = TestGateway::simple(
+        &upstream.url(),
+        "    retries: { attempts: 3, on: [reset] }",
+        "  - { name: all, match: { path_prefix: / }, upstream: backend }",
+        "",
+    )
+    .await;
+    assert_eq!(http1_client().get(&gw.url("/x")).await.0, 200);
+    let lines = gw.access_log(1).await;
+    assert_eq!(lines[0]["tries"], 2);
+    assert_eq!(lines[0]["fallback"], false);
+    assert_eq!(lines[0]["status"], 200);
+}

@@ -84,6 +84,7 @@ pub async fn forward(
     match (result, &route.fallback) {
         (Err(err), Some(fallback)) if serves_fallback(&err) => {
             tracing::debug!(route = %route.name, error = %err, "serving the route's fallback");
+            record.fallback = true;
             let mut response = Response::new(ResponseBody::full(fallback.body.clone()));
             *response.status_mut() = fallback.status;
             *response.headers_mut() = fallback.headers.clone();
@@ -287,6 +288,7 @@ async fn forward_with_retries(
             record.target = Some(target.authority.clone());
         }
         let in_flight = InFlightGuard::new(target.clone());
+        record.tries = attempt;
         let outcome = match tokio::time::timeout(
             try_timeout,
             send(cluster, &target, Request::from_parts(parts, body)),
