@@ -107,7 +107,8 @@ struct Shared {
     background: Mutex<Vec<JoinHandle<()>>>,
     stop_background: watch::Sender<bool>,
     admin_addr: Mutex<Option<SocketAddr>>,
-    /// Per-upstream tasks of the snapshot in force (active health checks), replaced on reload.
+    /// Per-upstream tasks of the snapshot in force (health checks, DNS discovery), replaced on
+    /// reload.
     upstream_tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 

@@ -207,3 +207,112 @@ async fn breaker_state_survives_a_reload() {
     assert!(String::from_utf8_lossy(&body).contains("circuit-open"));
     assert_eq!(upstream.traffic_count(), 4);
 }
+
+#[tokio::test]
+async fn the_fallback_stands_in_when_no_target_is_healthy() {
+    let upstream = Upstream::start("svc").await;
+    let yaml = config(&upstream, BREAKER, FALLBACK).replace(
+        "    circuit_breaker:",
+        "    health_check: { active: { path: /healthz, interval: 20ms, unhealthy_after: 1 } }\n    circuit_breaker:",
+    );
+    let gw = TestGateway::start_with(&yaml, &[]).await;
+    upstream.set_health(503);
+    gw.wait_for_upstream("svc", "unhealthy", |u| {
+        u["targets"][0]["health"] == "unhealthy"
+    })
+    .await;
+    let (status, headers, _) = http1_client().get(&gw.url("/items")).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["gantry-fallback"], "true");
+    assert_eq!(upstream.traffic_count(), 0);
+}
+
+#[tokio::test]
+async fn an_upstream_cannot_claim_its_answer_is_a_fallback() {
+    let upstream = support::RawUpstream::respond_with(
+        &b"HTTP/1.1 200 OK\r\ngantry-fallback: true\r\ncontent-length: 2\r\n\r\nok"[..],
+    )
+    .await;
+    let yaml = format!(
+        "version: 1
+listeners: [{{ name: public, address: \"127.0.0.1:0\" }}]
+observability: {{ access_log: {{ format: off }} }}
+upstreams:
+  svc: {{ targets: [{{ url: \"{}\" }}] }}
+routes:
+  - {{ name: main, match: {{ path_prefix: / }}, upstream: svc }}
+",
+        upstream.url()
+    );
+    let gw = TestGateway::start_with(&yaml, &[]).await;
+    let (status, headers, body) = http1_client().get(&gw.url("/x")).await;
+    assert_eq!(status, 200);
+    assert_eq!(&body[..], b"ok");
+    assert!(headers.get("gantry-fallback").is_none());
+}
+
+#[tokio::test]
+async fn grpc_unavailable_counts_and_retries_like_a_503() {
+    let upstream = Upstream::start("grpc").await;
+    upstream.set_fault(Fault::GrpcStatus(14));
+    let yaml = format!(
+        "version: 1
+listeners: [{{ name: public, address: \"127.0.0.1:0\" }}]
+admin: {{ address: \"127.0.0.1:0\" }}
+observability: {{ access_log: {{ format: off }} }}
+upstreams:
+  svc:
+    protocol: grpc
+    targets: [{{ url: \"{}\" }}]
+    retries: {{ attempts: 2, on: [503], methods: all, backoff: {{ base: 1ms, max: 1ms }} }}
+    circuit_breaker: {{ failure_ratio: 1.0, min_requests: 4, open_for: 1h }}
+routes:
+  - {{ name: main, match: {{ path_prefix: / }}, upstream: svc }}
+",
+        upstream.url()
+    );
+    let gw = TestGateway::start_with(&yaml, &[]).await;
+    let call = || {
+        http::Request::post(gw.url("/pkg.Svc/Call"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(support::full(vec![0u8, 0, 0, 0, 0]))
+            .unwrap()
+    };
+    let client = support::h2_client();
+    for _ in 0..2 {
+        let response = client.fetch(call()).await;
+        assert_eq!(response.status, 200);
+        assert_eq!(response.headers["grpc-status"], "14");
+    }
+    // Two calls, each retried once: four failed tries open the breaker.
+    assert_eq!(upstream.traffic_count(), 4);
+    assert_eq!(
+        gw.admin_upstream("svc").await["circuit_breaker"]["state"],
+        "open"
+    );
+    let response = client.fetch(call()).await;
+    assert_eq!(response.headers["grpc-status"], "14");
+    assert!(response.headers.get("x-upstream").is_none());
+    assert_eq!(upstream.traffic_count(), 4);
+}
+
+#[tokio::test]
+async fn the_access_log_marks_fallbacks() {
+    let upstream = Upstream::start("svc").await;
+    upstream.set_fault(Fault::Hang);
+    let gw = TestGateway::simple(
+        &upstream.url(),
+        "    timeouts: { per_try: 50ms }",
+        &format!(
+            "  - name: main\n    match: {{ path_prefix: / }}\n    upstream: backend\n{FALLBACK}"
+        ),
+        "",
+    )
+    .await;
+    assert_eq!(http1_client().get(&gw.url("/x")).await.0, 200);
+    let lines = gw.access_log(1).await;
+    assert_eq!(lines[0]["fallback"], true);
+    assert_eq!(lines[0]["tries"], 1);
+    assert_eq!(lines[0]["status"], 200);
+}

@@ -148,3 +148,69 @@ async fn before_the_first_answer_requests_get_503_no_target() {
     let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(problem["type"], "urn:gantry:problem:no-target");
 }
+
+#[tokio::test]
+async fn a_reload_keeps_the_discovered_targets_even_while_dns_fails() {
+    let a = Upstream::start("a").await;
+    let port = a.addr().port();
+    let dns = DnsServer::start().await;
+    dns.set_a("svc.test", &[Ipv4Addr::new(127, 0, 0, 1)]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gantry.yaml");
+    let text = config(&dns, &format!("name: svc.test, port: {port}"));
+    std::fs::write(&path, &text).unwrap();
+    let gw = TestGateway::start_file(&path).await;
+    let only_a = vec![format!("127.0.0.1:{port} w1")];
+    gw.wait_for_upstream("svc", "a discovered", |u| targets(u) == only_a)
+        .await;
+    assert_eq!(http1_client().get(&gw.url("/x")).await.0, 200);
+    dns.set_failing(true);
+    let changed = text.replace(
+        "routes:\n",
+        "routes:\n  - { name: extra, match: { path: /extra }, upstream: svc }\n",
+    );
+    std::fs::write(&path, changed).unwrap();
+    gw.gateway().reload().await.unwrap();
+    assert_eq!(targets(&gw.admin_upstream("svc").await), only_a);
+    let (status, headers, _) = http1_client().get(&gw.url("/extra")).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-upstream"], "a");
+    assert_eq!(a.connection_count(), 1, "the pooled connection came along");
+}
+
+#[tokio::test]
+async fn readiness_waits_for_the_first_dns_lookup() {
+    let a = Upstream::start("a").await;
+    let dns = DnsServer::start().await;
+    dns.set_silent(true);
+    dns.set_a("svc.test", &[Ipv4Addr::new(127, 0, 0, 1)]);
+    // Resolvers fall back to TCP on the same port: a listener that never answers keeps that
+    // path pending too.
+    let tcp = tokio::net::TcpListener::bind(dns.addr()).await.unwrap();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = tcp.accept().await {
+            held.push(stream);
+        }
+    });
+    let gw = TestGateway::start_with(
+        &config(&dns, &format!("name: svc.test, port: {}", a.addr().port())),
+        &[],
+    )
+    .await;
+    let ready = format!("http://{}/readyz", gw.gateway().admin_addr().unwrap());
+    let (status, _, body) = support::get(&ready).await;
+    assert_eq!(status, 503);
+    assert!(String::from_utf8_lossy(&body).contains("warming-up"));
+    dns.set_silent(false);
+    let mut status = status;
+    for _ in 0..1000 {
+        status = support::get(&ready).await.0;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(status, 200);
+    hold.abort();
+}

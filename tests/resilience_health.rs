@@ -261,3 +261,109 @@ async fn the_adaptive_limit_is_exposed() {
         .unwrap();
     assert!((2..=100).contains(&limit));
 }
+
+#[tokio::test]
+async fn h2_upstreams_are_checked_over_h2() {
+    let upstream = Upstream::start("h2").await;
+    let gw = TestGateway::start_with(
+        &config(
+            &[&upstream],
+            "    protocol: h2
+    health_check:
+      active: { path: /healthz, interval: 20ms, healthy_after: 1, unhealthy_after: 1 }",
+        ),
+        &[],
+    )
+    .await;
+    upstream.wait_for_requests(1).await;
+    let check = upstream
+        .requests()
+        .into_iter()
+        .find(|r| r.uri.path() == "/healthz")
+        .unwrap();
+    assert_eq!(check.version, http::Version::HTTP_2);
+    upstream.set_health(503);
+    gw.wait_for_upstream("pool", "unhealthy", |p| {
+        p["targets"][0]["health"] == "unhealthy"
+    })
+    .await;
+    let (status, _, _) = http1_client().get(&gw.url("/x")).await;
+    assert_eq!(status, 503);
+}
+
+#[tokio::test]
+async fn a_streaming_response_holds_its_slot_until_the_body_ends() {
+    let upstream = Upstream::start("u").await;
+    let gw = TestGateway::start_with(
+        &config(
+            &[&upstream],
+            "    load_shedding: { max_concurrent_requests: 1 }",
+        ),
+        &[],
+    )
+    .await;
+    let client = http1_client();
+    let streaming = client
+        .send(Request::get(gw.url("/gate/s")).body(empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(streaming.status(), 200);
+    assert_eq!(
+        gw.admin_upstream("pool").await["load_shedding"]["in_flight"],
+        1
+    );
+    let (status, _, _) = http1_client().get(&gw.url("/x")).await;
+    assert_eq!(status, 503);
+    upstream.release("s");
+    let body = support::collect(streaming).await.unwrap();
+    assert_eq!(body.text(), "first\ndone\n");
+    gw.wait_for_upstream("pool", "slot freed", |p| {
+        p["load_shedding"]["in_flight"] == 0
+    })
+    .await;
+    assert_eq!(http1_client().get(&gw.url("/x")).await.0, 200);
+}
+
+#[tokio::test]
+async fn the_adaptive_limit_shrinks_when_the_upstream_slows_down() {
+    let upstream = Upstream::start("u").await;
+    let gw = TestGateway::start_with(
+        &config(
+            &[&upstream],
+            "    load_shedding: { max_concurrent_requests: 100, adaptive: { min_limit: 1, initial_limit: 20 } }",
+        ),
+        &[],
+    )
+    .await;
+    let client = http1_client();
+    for _ in 0..5 {
+        assert_eq!(client.get(&gw.url("/x")).await.0, 200);
+    }
+    let limit = |p: &serde_json::Value| p["load_shedding"]["limit"].as_u64().unwrap();
+    // Fast and lightly used: the limit does not grow (it grows only under load).
+    assert!(limit(&gw.admin_upstream("pool").await) <= 20);
+    upstream.set_fault(Fault::Slow(std::time::Duration::from_millis(100)));
+    for _ in 0..5 {
+        assert_eq!(client.get(&gw.url("/x")).await.0, 200);
+    }
+    let slowed = limit(&gw.admin_upstream("pool").await);
+    assert!(
+        slowed < 20,
+        "latency far above the baseline shrinks the limit: {slowed}"
+    );
+}
+
+#[test]
+fn the_resilience_example_is_a_valid_config() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/resilience.yaml");
+    let config = gantry::config::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let users = &config.runtime.upstreams["users"];
+    assert!(users.resilience.breaker.is_some());
+    assert_eq!(users.resilience.retry.attempts, 3);
+    assert!(
+        config.runtime.upstreams["orders"]
+            .resilience
+            .discovery
+            .is_some()
+    );
+}

@@ -227,3 +227,130 @@ async fn a_flapping_upstream_is_hidden_by_retries() {
     }
     assert_eq!(upstream.traffic_count(), 10);
 }
+
+#[tokio::test]
+async fn an_ejection_survives_a_reload_that_rebuilds_the_targets() {
+    let live = Upstream::start("live").await;
+    let dead = dead_url().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gantry.yaml");
+    let text = format!(
+        "version: 1
+listeners: [{{ name: public, address: \"127.0.0.1:0\" }}]
+admin: {{ address: \"127.0.0.1:0\" }}
+observability: {{ access_log: {{ format: off }} }}
+upstreams:
+  pool:
+    targets: [{{ url: \"{dead}\" }}, {{ url: \"{}\" }}]
+    pool: {{ max_idle_per_target: 8 }}
+    retries: {{ attempts: 2, on: [connect_error] }}
+    health_check:
+      passive: {{ consecutive_failures: 1, eject_for: 1h }}
+routes:
+  - {{ name: all, match: {{ path_prefix: / }}, upstream: pool }}
+",
+        live.url()
+    );
+    std::fs::write(&path, &text).unwrap();
+    let gw = TestGateway::start_file(&path).await;
+    let client = http1_client();
+    for _ in 0..4 {
+        assert_eq!(client.get(&gw.url("/x")).await.0, 200);
+    }
+    let dead_authority = dead.trim_start_matches("http://").to_owned();
+    let is_dead_ejected = |pool: &serde_json::Value| {
+        pool["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["target"] == dead_authority.as_str() && t["ejected"] == true)
+    };
+    assert!(is_dead_ejected(&gw.admin_upstream("pool").await));
+    // New pool settings: every target gets a new pool, but keeps its health.
+    std::fs::write(
+        &path,
+        text.replace("max_idle_per_target: 8", "max_idle_per_target: 9"),
+    )
+    .unwrap();
+    gw.gateway().reload().await.unwrap();
+    assert!(is_dead_ejected(&gw.admin_upstream("pool").await));
+    let before = live.traffic_count();
+    for _ in 0..4 {
+        assert_eq!(client.get(&gw.url("/x")).await.0, 200);
+    }
+    assert_eq!(live.traffic_count(), before + 4);
+}
+
+#[tokio::test]
+async fn never_more_than_max_ejected_percent_of_the_targets_are_ejected() {
+    let live = Upstream::start("live").await;
+    let gw = gateway(
+        &[dead_url().await, dead_url().await, live.url()],
+        "    retries: { attempts: 3, on: [connect_error] }
+    health_check:
+      passive: { consecutive_failures: 1, eject_for: 1h, max_ejected_percent: 50 }",
+    )
+    .await;
+    let client = http1_client();
+    for _ in 0..9 {
+        assert_eq!(client.get(&gw.url("/x")).await.0, 200);
+    }
+    let pool = gw.admin_upstream("pool").await;
+    let ejected = pool["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["ejected"] == true)
+        .count();
+    // 50% of 3 targets: one may be out, though two are dead.
+    assert_eq!(ejected, 1, "{pool}");
+    assert_eq!(live.traffic_count(), 9);
+}
+
+#[tokio::test]
+async fn a_retry_goes_to_another_target_even_under_consistent_hashing() {
+    let bad = Upstream::start("bad").await;
+    bad.set_fault(Fault::Status(503));
+    let good = Upstream::start("good").await;
+    let gw = gateway(
+        &[bad.url(), good.url()],
+        "    load_balancing: { consistent_hash: { header: x-user-id } }
+    retries: { attempts: 3, on: [503], backoff: { base: 1ms, max: 1ms } }",
+    )
+    .await;
+    let client = http1_client();
+    let mut first_on_bad = 0;
+    for i in 0..20 {
+        let (bad_before, good_before) = (bad.traffic_count(), good.traffic_count());
+        let request = Request::get(gw.url("/x"))
+            .header("x-user-id", format!("user-{i}"))
+            .body(support::empty())
+            .unwrap();
+        let response = client.fetch(request).await;
+        assert_eq!(response.status, 200, "user-{i}");
+        if bad.traffic_count() > bad_before {
+            // The key belongs to the bad target: one try there, the retry on the other.
+            first_on_bad += 1;
+            assert_eq!(bad.traffic_count(), bad_before + 1);
+            assert_eq!(good.traffic_count(), good_before + 1);
+        }
+    }
+    assert!(first_on_bad > 0, "no key hashed to the bad target");
+}
+
+#[tokio::test]
+async fn the_access_log_counts_the_tries() {
+    let upstream = RawUpstream::reset_first().await;
+    let gw = TestGateway::simple(
+        &upstream.url(),
+        "    retries: { attempts: 3, on: [reset] }",
+        "  - { name: all, match: { path_prefix: / }, upstream: backend }",
+        "",
+    )
+    .await;
+    assert_eq!(http1_client().get(&gw.url("/x")).await.0, 200);
+    let lines = gw.access_log(1).await;
+    assert_eq!(lines[0]["tries"], 2);
+    assert_eq!(lines[0]["fallback"], false);
+    assert_eq!(lines[0]["status"], 200);
+}

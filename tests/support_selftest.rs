@@ -589,3 +589,78 @@ async fn one_gib_download_and_upload() {
     let c = http1_client().fetch(request).await;
     assert_eq!(c.json()["received"], 1u64 << 30);
 }
+
+#[tokio::test]
+async fn injected_faults_apply_to_everything_but_healthz() {
+    let up = Upstream::start("faulty").await;
+    let client = http1_client();
+    up.set_fault(support::Fault::Status(503));
+    assert_eq!(client.get(&format!("{}/x", up.url())).await.0, 503);
+    assert_eq!(client.get(&format!("{}/healthz", up.url())).await.0, 200);
+    up.set_health(500);
+    assert_eq!(client.get(&format!("{}/healthz", up.url())).await.0, 500);
+
+    up.set_fault(support::Fault::Flapping(502));
+    let statuses: Vec<u16> = {
+        let mut out = Vec::new();
+        for _ in 0..4 {
+            out.push(client.get(&format!("{}/x", up.url())).await.0.as_u16());
+        }
+        out
+    };
+    assert_eq!(statuses, [502, 200, 502, 200]);
+
+    up.set_fault(support::Fault::Slow(std::time::Duration::from_millis(1)));
+    assert_eq!(client.get(&format!("{}/x", up.url())).await.0, 200);
+
+    // Reset: the connection closes without an answer.
+    up.set_fault(support::Fault::Reset);
+    assert!(
+        client
+            .send(get_request(&format!("{}/x", up.url())))
+            .await
+            .is_err()
+    );
+
+    // Hang: the request arrives and is never answered.
+    up.set_fault(support::Fault::Hang);
+    let hung = tokio::spawn({
+        let client = client.clone();
+        let url = format!("{}/x", up.url());
+        async move { client.send(get_request(&url)).await.is_ok() }
+    });
+    up.wait_for_requests(10).await;
+    assert!(!hung.is_finished());
+    hung.abort();
+    assert_eq!(up.count_path("/healthz"), 2);
+    assert_eq!(up.traffic_count(), 8);
+}
+
+#[tokio::test]
+async fn the_dns_server_answers_a_and_srv_and_fails_on_demand() {
+    let dns = support::DnsServer::start().await;
+    dns.set_a("a.test", &[std::net::Ipv4Addr::new(127, 0, 0, 9)]);
+    // A hand-made query for a.test A (id 0x1234, RD).
+    let query = [
+        0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 1, b'a', 4, b't', b'e', b's', b't', 0, 0,
+        1, 0, 1,
+    ];
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    socket.send_to(&query, dns.addr()).await.expect("send");
+    let mut buf = [0u8; 512];
+    let n = socket.recv(&mut buf).await.expect("recv");
+    let reply = &buf[..n];
+    assert_eq!(&reply[..2], &[0x12, 0x34]);
+    assert_eq!(reply[3] & 0x0f, 0, "NOERROR");
+    assert_eq!(u16::from_be_bytes([reply[6], reply[7]]), 1, "one answer");
+    assert_eq!(&reply[n - 4..], &[127, 0, 0, 9]);
+    dns.set_failing(true);
+    socket.send_to(&query, dns.addr()).await.expect("send");
+    let n = socket.recv(&mut buf).await.expect("recv");
+    assert_eq!(buf[3] & 0x0f, 2, "SERVFAIL");
+    assert_eq!(u16::from_be_bytes([buf[6], buf[7]]), 0);
+    assert_eq!(n, query.len(), "the question only");
+    assert_eq!(dns.queries(), 2);
+}

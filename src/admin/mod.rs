@@ -148,9 +148,26 @@ fn readiness(gateway: &RunningGateway, path: &str) -> Response<Full<Bytes>> {
             path,
         );
     }
+    let runtime = gateway.runtime();
+    // A discovered upstream has no targets until its first DNS lookup has been made.
+    if let Some(waiting) = runtime
+        .upstreams
+        .values()
+        .find(|cluster| !cluster.discovery_settled())
+    {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "warming-up",
+            &format!(
+                "upstream {} is waiting for its first DNS answer",
+                waiting.name
+            ),
+            path,
+        );
+    }
     json(
         StatusCode::OK,
-        &serde_json::json!({ "status": "ready", "version": gateway.runtime().version }),
+        &serde_json::json!({ "status": "ready", "version": runtime.version }),
     )
 }
 

@@ -29,7 +29,7 @@ pub struct FileActiveHealth {
     pub path: String,
     /// Time between two checks of a target (default 5s).
     pub interval: Option<Duration>,
-    /// A check fails without a complete answer within this (default 1s).
+    /// A check fails without response headers within this (default 1s).
     pub timeout: Option<Duration>,
     /// Passed checks in a row that bring a target back (default 2).
     pub healthy_after: Option<u32>,

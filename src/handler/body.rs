@@ -209,6 +209,8 @@ pub struct ConnectionLease {
     pub connection: PooledConnection,
     /// Keeps the target's in-flight count up while the body streams.
     pub in_flight: InFlightGuard,
+    /// The upstream's load-shedding slot, freed when the body ends.
+    pub shed: Option<crate::upstream::shed::ShedPermit>,
 }
 
 impl ConnectionLease {
@@ -218,9 +220,11 @@ impl ConnectionLease {
             target,
             connection,
             in_flight,
+            shed,
         } = self;
         target.pool.put_back(connection);
         drop(in_flight);
+        drop(shed);
     }
 }
 

@@ -43,6 +43,7 @@ pub const TIMEOUT_HEADER: HeaderName = HeaderName::from_static("gantry-timeout-m
 pub const FALLBACK_HEADER: HeaderName = HeaderName::from_static("gantry-fallback");
 
 const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
 /// A request ready to forward: its head (already cleaned at the edge), body and target path.
 pub struct ForwardRequest {
@@ -83,6 +84,7 @@ pub async fn forward(
     match (result, &route.fallback) {
         (Err(err), Some(fallback)) if serves_fallback(&err) => {
             tracing::debug!(route = %route.name, error = %err, "serving the route's fallback");
+            record.fallback = true;
             let mut response = Response::new(ResponseBody::full(fallback.body.clone()));
             *response.status_mut() = fallback.status;
             *response.headers_mut() = fallback.headers.clone();
@@ -105,6 +107,7 @@ fn serves_fallback(err: &GatewayError) -> bool {
         GatewayError::CircuitOpen { .. }
             | GatewayError::NoHealthyTarget { .. }
             | GatewayError::UpstreamTimeout { .. }
+            | GatewayError::ConnectTimeout { .. }
             | GatewayError::DeadlineExceeded { .. }
     )
 }
@@ -179,7 +182,7 @@ async fn forward_with_retries(
             upstream: upstream_name(),
         });
     }
-    let deadline = started + budget;
+    let deadline = crate::upstream::clock::later(started, budget);
 
     let shed_permit = match &resilience.shed {
         Some(shed) => {
@@ -215,19 +218,22 @@ async fn forward_with_retries(
     };
     let grpc = is_grpc(&parts.headers);
     let websocket = client_upgrade.is_some();
-    state.budget.deposit();
+    if retry.attempts > 1 {
+        // Only upstreams that retry pay for the budget's bookkeeping.
+        state.budget.deposit();
+    }
 
-    let (head, _) = Request::new(()).into_parts();
     let mut template = Some(parts);
     let mut tried: Vec<Arc<Target>> = Vec::new();
     let mut attempt: u32 = 0;
     let result = loop {
         attempt += 1;
-        let target = match cluster.pick(
-            &template.as_ref().unwrap_or(&head).headers,
-            client_ip,
-            &tried,
-        ) {
+        // A try after the one that moved the head never happens (`may_retry` checks), but a
+        // missing head must not panic.
+        let Some(head) = template.as_ref() else {
+            break Err(GatewayError::Internal);
+        };
+        let target = match cluster.pick(&head.headers, client_ip, &tried) {
             Pick::Target(target) => target,
             Pick::NoTargets => {
                 break Err(GatewayError::NoTarget {
@@ -282,6 +288,7 @@ async fn forward_with_retries(
             record.target = Some(target.authority.clone());
         }
         let in_flight = InFlightGuard::new(target.clone());
+        record.tries = attempt;
         let outcome = match tokio::time::timeout(
             try_timeout,
             send(cluster, &target, Request::from_parts(parts, body)),
@@ -312,8 +319,12 @@ async fn forward_with_retries(
             Ok(Ok((response, connection))) => TryOutcome::Response(response, connection),
         };
         // Every try counts toward the breaker and its target's health.
+        let status = match &outcome {
+            TryOutcome::Response(response, _) => effective_status(response, grpc),
+            TryOutcome::Failed(..) => 0,
+        };
         let upstream_failed = match &outcome {
-            TryOutcome::Response(response, _) => response.status().is_server_error(),
+            TryOutcome::Response(..) => (500..600).contains(&status),
             TryOutcome::Failed(_, kind) => *kind != FailureKind::Client,
         };
         if !matches!(outcome, TryOutcome::Failed(_, FailureKind::Client)) {
@@ -331,29 +342,32 @@ async fn forward_with_retries(
             }
         }
         let retryable = match &outcome {
-            TryOutcome::Response(response, _) => retry.retries_status(response.status().as_u16()),
+            TryOutcome::Response(..) => retry.retries_status(status),
             TryOutcome::Failed(_, FailureKind::Connect) => retry.on_connect_error,
             TryOutcome::Failed(_, FailureKind::Reset) => retry.on_reset,
             TryOutcome::Failed(_, FailureKind::Timeout) => retry.on_timeout,
             TryOutcome::Failed(_, FailureKind::Client) => false,
         };
-        let may_retry = retryable
-            && source.replayable()
-            && attempt < retry.attempts
-            && template.is_some()
+        let allowed =
+            retryable && source.replayable() && attempt < retry.attempts && template.is_some();
+        let backoff = if allowed {
+            retry.backoff(attempt)
+        } else {
+            Duration::ZERO
+        };
+        // The budget is asked last: a retry that would not be made must not spend it.
+        if allowed
+            && crate::upstream::clock::later(Instant::now(), backoff) < deadline
             && state
                 .budget
-                .try_withdraw(retry.budget_ratio, retry.min_retries_per_second);
-        if may_retry {
-            let backoff = retry.backoff(attempt);
-            if Instant::now() + backoff < deadline {
-                drop(outcome);
-                drop(in_flight);
-                tracing::debug!(upstream = %cluster.name, target = %target.authority, attempt, "retrying");
-                tried.push(target);
-                tokio::time::sleep(backoff).await;
-                continue;
-            }
+                .try_withdraw(retry.budget_ratio, retry.min_retries_per_second)
+        {
+            drop(outcome);
+            drop(in_flight);
+            tracing::debug!(upstream = %cluster.name, target = %target.authority, attempt, "retrying");
+            tried.push(target);
+            tokio::time::sleep(backoff).await;
+            continue;
         }
         break match outcome {
             TryOutcome::Failed(err, _) => Err(err),
@@ -363,32 +377,29 @@ async fn forward_with_retries(
         };
     };
     record.upstream_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
-    if let Some(permit) = shed_permit {
+    let mut shed_permit = shed_permit;
+    if let Some(permit) = &mut shed_permit {
         let failed = match &result {
-            Ok((response, ..)) => response.status().is_server_error(),
+            Ok((response, ..)) => (500..600).contains(&effective_status(response, grpc)),
             Err(err) => !matches!(err.origin(), crate::error::ErrorOrigin::Client),
         };
-        permit.finish(failed);
+        permit.sample(failed);
     }
     let (response, connection, target, in_flight) = result?;
-    finish_response(
-        response,
-        connection,
+    let lease = ConnectionLease {
         target,
+        connection,
         in_flight,
-        cluster,
-        settings,
-        client_upgrade,
-    )
+        shed: shed_permit,
+    };
+    finish_response(response, lease, cluster, settings, client_upgrade)
 }
 
 /// Hands the upstream's response back: hop-by-hop removed, `Via` added, body streaming (or the
 /// WebSocket tunnel started).
 fn finish_response(
     mut response: Response<Incoming>,
-    connection: PooledConnection,
-    target: Arc<Target>,
-    in_flight: InFlightGuard,
+    lease: ConnectionLease,
     cluster: &UpstreamCluster,
     settings: &ServerSettings,
     client_upgrade: Option<OnUpgrade>,
@@ -396,6 +407,8 @@ fn finish_response(
     let websocket = client_upgrade.is_some();
     let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     remove_hop_by_hop(response.headers_mut(), upgraded && websocket);
+    // Only Gantry says an answer is a fallback; an upstream's claim would mislead clients.
+    response.headers_mut().remove(FALLBACK_HEADER);
     response
         .headers_mut()
         .append(header::VIA, settings.via_entry.clone());
@@ -410,6 +423,12 @@ fn finish_response(
             });
         };
         let upstream_upgrade = hyper::upgrade::on(&mut response);
+        // A tunnel may live for hours: it keeps the target's in-flight count, not a shedding slot.
+        let ConnectionLease {
+            connection,
+            in_flight,
+            ..
+        } = lease;
         tokio::spawn(tunnel(
             client_upgrade,
             upstream_upgrade,
@@ -424,11 +443,6 @@ fn finish_response(
     }
 
     let (parts, incoming) = response.into_parts();
-    let lease = ConnectionLease {
-        target,
-        connection,
-        in_flight,
-    };
     Ok(Response::from_parts(
         parts,
         ResponseBody::upstream(incoming, cluster.timeouts.idle, Some(lease)),
@@ -475,6 +489,28 @@ fn copy_head(parts: &Parts) -> Parts {
     copy.version = parts.version;
     copy.headers = parts.headers.clone();
     copy
+}
+
+/// The status a response stands for: its own, or for a gRPC trailers-only answer (HTTP 200 with
+/// `grpc-status` in the head) the HTTP status of its gRPC code (the gRPC HTTP mapping, reversed),
+/// so `UNAVAILABLE` counts and retries like a 503.
+fn effective_status<B>(response: &Response<B>, grpc: bool) -> u16 {
+    let status = response.status().as_u16();
+    if !grpc || status != 200 {
+        return status;
+    }
+    match response
+        .headers()
+        .get(&GRPC_STATUS)
+        .map(HeaderValue::as_bytes)
+    {
+        Some(b"14") => 503,        // UNAVAILABLE
+        Some(b"4") => 504,         // DEADLINE_EXCEEDED
+        Some(b"13" | b"2") => 500, // INTERNAL, UNKNOWN
+        Some(b"12") => 501,        // UNIMPLEMENTED
+        Some(b"8") => 429,         // RESOURCE_EXHAUSTED
+        _ => status,
+    }
 }
 
 fn is_grpc(headers: &HeaderMap) -> bool {

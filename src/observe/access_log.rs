@@ -118,6 +118,10 @@ pub struct AccessRecord {
     pub bytes_out: u64,
     /// Time until upstream response headers.
     pub upstream_ms: Option<f64>,
+    /// Tries sent upstream (more than one when retried).
+    pub tries: u32,
+    /// Whether the route's fallback answered instead of the upstream.
+    pub fallback: bool,
     /// Problem slug when Gantry answered with an error.
     pub error: Option<&'static str>,
     /// Whether the response body ended normally.
@@ -152,6 +156,8 @@ impl AccessRecord {
             bytes_in: 0,
             bytes_out: 0,
             upstream_ms: None,
+            tries: 0,
+            fallback: false,
             error: Some("client-closed"),
             complete: false,
             body_error: None,
@@ -185,6 +191,8 @@ impl AccessRecord {
             "bytes_out": self.bytes_out,
             "duration_ms": round3(self.elapsed_ms()),
             "upstream_ms": self.upstream_ms.map(round3),
+            "tries": self.tries,
+            "fallback": self.fallback,
             "error": self.error,
             "complete": self.complete,
             "body_error": self.body_error.as_ref().map(|f| format!("{f:?}")),

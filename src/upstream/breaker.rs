@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use super::clock::{Clock, RollingCounts};
+use super::clock::{Clock, RollingCounts, later};
 
 /// Circuit breaker settings (`upstreams.*.circuit_breaker`).
 #[derive(Debug, Clone, PartialEq)]
@@ -188,7 +188,7 @@ impl Breaker {
     }
 
     fn open(&self, inner: &mut Inner, settings: &BreakerSettings, now: Instant) {
-        inner.open_until = now + settings.open_for;
+        inner.open_until = later(now, settings.open_for);
         inner.probes_out = 0;
         inner.probes_ok = 0;
         self.set_phase(inner, BreakerPhase::Open);
@@ -225,7 +225,8 @@ impl Breaker {
             // A call admitted while closed that ends after the breaker opened: already judged.
             return;
         }
-        if inner.window.window() != RollingCounts::new(settings.window, now).window() {
+        if !inner.window.covers(settings.window) {
+            // The window was changed by a reload: count afresh rather than misread old buckets.
             inner.window = RollingCounts::new(settings.window, now);
         }
         inner
@@ -366,6 +367,20 @@ mod tests {
             breaker.try_acquire(&s).unwrap_err().retry_after,
             Duration::from_secs(30)
         );
+    }
+
+    #[test]
+    fn an_enormous_open_for_does_not_panic() {
+        let (clock, _) = Clock::fake();
+        let breaker = Breaker::new("u", clock);
+        let s = BreakerSettings {
+            open_for: Duration::from_millis(u64::MAX),
+            ..settings()
+        };
+        for _ in 0..4 {
+            breaker.try_acquire(&s).unwrap().record(false);
+        }
+        assert!(breaker.try_acquire(&s).is_err());
     }
 
     #[test]

@@ -69,6 +69,15 @@ impl Default for FakeClock {
     }
 }
 
+/// `now + by`, saturating far in the future instead of panicking: a config may write `100000h`,
+/// and `Instant + Duration` panics on overflow.
+pub fn later(now: Instant, by: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    now.checked_add(by)
+        .or_else(|| now.checked_add(CENTURY))
+        .unwrap_or(now)
+}
+
 /// Number of buckets a [`RollingCounts`] window is cut into: old counts leave in tenths.
 const BUCKETS: usize = 10;
 
@@ -91,10 +100,9 @@ pub struct RollingCounts {
 impl RollingCounts {
     /// Counts over `window`, starting at `now`.
     pub fn new(window: Duration, now: Instant) -> Self {
-        let width = (window / BUCKETS as u32).max(Duration::from_millis(1));
         Self {
             origin: now,
-            width,
+            width: Self::bucket_width(window),
             buckets: [Bucket::default(); BUCKETS],
         }
     }
@@ -102,6 +110,15 @@ impl RollingCounts {
     /// The window this was built for; a new window size starts counting afresh.
     pub fn window(&self) -> Duration {
         self.width * BUCKETS as u32
+    }
+
+    /// Whether this counts over `window` (as rounded when built).
+    pub fn covers(&self, window: Duration) -> bool {
+        self.width == Self::bucket_width(window)
+    }
+
+    fn bucket_width(window: Duration) -> Duration {
+        (window / BUCKETS as u32).max(Duration::from_millis(1))
     }
 
     fn slot(&self, now: Instant) -> u64 {
@@ -145,6 +162,16 @@ impl RollingCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn later_saturates_instead_of_panicking() {
+        let now = Instant::now();
+        assert_eq!(
+            later(now, Duration::from_secs(1)),
+            now + Duration::from_secs(1)
+        );
+        assert!(later(now, Duration::MAX) > now);
+    }
 
     #[test]
     fn counts_leave_the_window_as_the_clock_moves() {

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -159,7 +159,9 @@ pub struct ClusterState {
     /// Recent requests and retries.
     pub budget: RetryBudget,
     /// In-flight count, queue and adaptive limit.
-    pub shedder: Shedder,
+    pub shedder: Arc<Shedder>,
+    /// Whether DNS discovery has made its first lookup (answered or failed).
+    pub discovery_settled: AtomicBool,
 }
 
 impl ClusterState {
@@ -168,7 +170,8 @@ impl ClusterState {
         Self {
             breaker: Breaker::new(name, clock.clone()),
             budget: RetryBudget::new(clock.clone()),
-            shedder: Shedder::new(clock.clone()),
+            shedder: Arc::new(Shedder::new(clock.clone())),
+            discovery_settled: AtomicBool::new(false),
             clock,
         }
     }
@@ -235,6 +238,18 @@ impl UpstreamCluster {
 }
 
 impl UpstreamCluster {
+    /// Whether the targets are known: always for static ones; for DNS discovery, once the first
+    /// lookup was made (or a reload brought a list along).
+    pub fn discovery_settled(&self) -> bool {
+        self.resilience.discovery.is_none()
+            || !self.targets.load().is_empty()
+            || self
+                .resilience
+                .state
+                .discovery_settled
+                .load(Ordering::Relaxed)
+    }
+
     /// What `GET /admin/upstreams` shows of this upstream: per target health, ejection and load;
     /// the breaker, retry budget and concurrency limit. Reads atomics and short locks only.
     pub fn admin_view(&self) -> serde_json::Value {

@@ -22,6 +22,10 @@ use super::client::PoolSettings;
 use super::cluster::{Target, UpstreamCluster};
 use super::health::TargetHealth;
 
+/// Most targets taken from one answer; a larger answer is cut (and logged), so a hostile or broken
+/// DNS server cannot make Gantry open pools by the million.
+pub const MAX_TARGETS: usize = 1024;
+
 /// Longest wait before a failed lookup is tried again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 
@@ -71,6 +75,14 @@ async fn run(cluster: Weak<UpstreamCluster>, settings: DnsDiscovery) {
         Ok(resolver) => resolver,
         Err(err) => {
             tracing::error!(name = %settings.name, error = %err, "DNS discovery cannot start: no resolver configuration");
+            if let Some(cluster) = cluster.upgrade() {
+                // Nothing will ever be found: readiness must not wait for it.
+                cluster
+                    .resilience
+                    .state
+                    .discovery_settled
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             return;
         }
     };
@@ -94,6 +106,14 @@ async fn run(cluster: Weak<UpstreamCluster>, settings: DnsDiscovery) {
                 settings.refresh.min(RETRY_AFTER_FAILURE)
             }
         };
+        // Ready or not, the first answer is in: readiness stops waiting for it.
+        if let Some(cluster) = cluster.upgrade() {
+            cluster
+                .resilience
+                .state
+                .discovery_settled
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         if cluster.strong_count() == 0 {
             return;
         }
@@ -145,7 +165,7 @@ async fn resolve(
         None => {
             let records = resolver.srv_lookup(settings.name.as_str()).await?;
             let mut valid_until = records.as_lookup().valid_until();
-            for record in records.iter() {
+            for record in records.iter().take(MAX_TARGETS) {
                 let ips = resolver.lookup_ip(record.target().clone()).await?;
                 valid_until = valid_until.min(ips.valid_until());
                 let weight = u32::from(record.weight()).max(1);
@@ -159,6 +179,10 @@ async fn resolve(
     };
     addresses.sort();
     addresses.dedup_by(|a, b| a.0 == b.0);
+    if addresses.len() > MAX_TARGETS {
+        tracing::warn!(name = %settings.name, found = addresses.len(), kept = MAX_TARGETS, "DNS answer has too many addresses");
+        addresses.truncate(MAX_TARGETS);
+    }
     Ok(Answer {
         addresses,
         valid_until,

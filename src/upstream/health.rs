@@ -12,13 +12,13 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use http::{Request, header};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 use super::clock::Clock;
-use super::cluster::UpstreamCluster;
+use super::cluster::{UpstreamCluster, UpstreamProtocol};
 use super::outlier::{Ejection, OutlierSettings};
 use crate::handler::body::RequestBody;
 
@@ -29,7 +29,7 @@ pub struct ActiveHealthSettings {
     pub path: String,
     /// Time between two checks of a target.
     pub interval: Duration,
-    /// A check without a complete answer within this fails.
+    /// A check without response headers within this fails.
     pub timeout: Duration,
     /// Passed checks in a row that make an unhealthy target healthy.
     pub healthy_after: u32,
@@ -172,11 +172,12 @@ impl TargetHealth {
 /// cluster is dropped; the gateway also aborts it when a reload replaces the cluster.
 pub fn spawn_checker(cluster: &Arc<UpstreamCluster>) -> Option<JoinHandle<()>> {
     let settings = cluster.resilience.active.clone()?;
+    let http2 = cluster.protocol == UpstreamProtocol::Http2;
     let weak = Arc::downgrade(cluster);
-    Some(tokio::spawn(run_checker(weak, settings)))
+    Some(tokio::spawn(run_checker(weak, settings, http2)))
 }
 
-async fn run_checker(cluster: Weak<UpstreamCluster>, settings: ActiveHealthSettings) {
+async fn run_checker(cluster: Weak<UpstreamCluster>, settings: ActiveHealthSettings, http2: bool) {
     loop {
         {
             let Some(cluster) = cluster.upgrade() else {
@@ -186,7 +187,7 @@ async fn run_checker(cluster: Weak<UpstreamCluster>, settings: ActiveHealthSetti
             let checks = targets.iter().map(|target| {
                 let settings = &settings;
                 async move {
-                    let passed = check(&target.authority, settings).await;
+                    let passed = check(&target.authority, settings, http2).await;
                     target.health.record_check(passed, settings);
                 }
             });
@@ -196,22 +197,34 @@ async fn run_checker(cluster: Weak<UpstreamCluster>, settings: ActiveHealthSetti
     }
 }
 
-/// One check: a fresh connection (pooled ones belong to requests), GET `path`, a 2xx within
-/// `timeout`, body read to its end.
-async fn check(authority: &str, settings: &ActiveHealthSettings) -> bool {
+/// One check: a fresh connection (pooled ones belong to requests) speaking the upstream's
+/// protocol, GET `path`, 2xx response headers within `timeout`.
+async fn check(authority: &str, settings: &ActiveHealthSettings, http2: bool) -> bool {
     let attempt = async {
         let stream = TcpStream::connect(authority).await.ok()?;
         let _ = stream.set_nodelay(true);
-        let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await.ok()?;
-        let connection = tokio::spawn(connection);
-        let request = Request::get(settings.path.as_str())
-            .header(header::HOST, authority)
-            .header(header::USER_AGENT, "gantry-health-check")
-            .body(RequestBody::empty())
-            .ok()?;
-        let response = sender.send_request(request).await.ok()?;
+        let io = TokioIo::new(stream);
+        let request = if http2 {
+            Request::get(format!("http://{authority}{}", settings.path))
+        } else {
+            Request::get(settings.path.as_str()).header(header::HOST, authority)
+        }
+        .header(header::USER_AGENT, "gantry-health-check")
+        .body(RequestBody::empty())
+        .ok()?;
+        let (response, connection) = if http2 {
+            let (mut sender, connection) = http2::handshake(TokioExecutor::new(), io).await.ok()?;
+            let connection = tokio::spawn(connection);
+            (sender.send_request(request).await.ok()?, connection)
+        } else {
+            let (mut sender, connection) = http1::handshake(io).await.ok()?;
+            let connection = tokio::spawn(connection);
+            (sender.send_request(request).await.ok()?, connection)
+        };
+        // The status decides; the body is not read (a hostile endpoint could send gigabytes) and
+        // the connection is closed, since it is never reused.
         let passed = response.status().is_success();
-        let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+        drop(response);
         connection.abort();
         Some(passed)
     };

@@ -68,7 +68,7 @@ impl Ejection {
                 .saturating_sub(u32::try_from(periods).unwrap_or(u32::MAX));
         }
         self.recent = (self.recent + 1).min(MAX_MULTIPLIER);
-        let until = now + settings.eject_for * self.recent;
+        let until = super::clock::later(now, settings.eject_for.saturating_mul(self.recent));
         self.until = Some(until);
         until
     }

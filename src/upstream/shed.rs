@@ -4,15 +4,16 @@
 //!
 //! The adaptive limit is a gradient limiter (after Netflix's concurrency-limits): it keeps the
 //! lowest latency seen recently as the no-load baseline and, on every sample, moves the limit
-//! towards `limit × min(1, 2 × baseline / latency) + √limit`. While latency stays near the
-//! baseline the limit grows by a fraction of √limit per sample (only while the upstream is actually
-//! used that much); when latency climbs past twice the baseline it shrinks, at most halving per
-//! step. A failed or timed-out request shrinks it by a tenth. The baseline is forgotten every
+//! towards `limit × min(1, (2 × baseline + 1 ms) / latency) + √limit`, where latency is smoothed
+//! over recent samples and the 1 ms of slack keeps scheduling noise at sub-millisecond latencies
+//! from reading as queueing. While latency stays near the baseline the limit grows by a fraction
+//! of √limit per sample (only while the upstream is actually used that much); when latency climbs
+//! past twice the baseline it shrinks, at most halving per step. A failed or timed-out request shrinks it by a tenth. The baseline is forgotten every
 //! [`BASELINE_WINDOW`] so a permanently slower upstream becomes the new normal. Bounds:
 //! `[min_limit, max_concurrent_requests]`.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -25,11 +26,16 @@ pub const BASELINE_WINDOW: Duration = Duration::from_secs(30);
 /// Latency up to this multiple of the baseline counts as no queueing.
 const TOLERANCE: f64 = 2.0;
 
-/// Weight of the newest estimate in the smoothed limit.
+/// Weight of the newest estimate in the smoothed limit, and of the newest sample in the smoothed
+/// latency.
 const SMOOTHING: f64 = 0.2;
 
+/// Latency this close to the baseline is never taken for queueing: at sub-millisecond latencies
+/// scheduling noise alone doubles a sample.
+const SLACK: Duration = Duration::from_millis(1);
+
 /// Load-shedding settings (`upstreams.*.load_shedding`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ShedSettings {
     /// Most requests in flight (the adaptive limit's ceiling).
     pub max_concurrent: u32,
@@ -60,6 +66,8 @@ pub struct GradientLimit {
     limit: f64,
     baseline: Option<Duration>,
     baseline_since: Instant,
+    /// Smoothed recent latency, in seconds (one slow request is not a trend).
+    recent: Option<f64>,
 }
 
 impl GradientLimit {
@@ -69,6 +77,7 @@ impl GradientLimit {
             limit: f64::from(initial.max(1)),
             baseline: None,
             baseline_since: now,
+            recent: None,
         }
     }
 
@@ -102,7 +111,13 @@ impl GradientLimit {
         let latency = latency.max(Duration::from_micros(1));
         let baseline = self.baseline.map_or(latency, |b| b.min(latency));
         self.baseline = Some(baseline);
-        let gradient = (TOLERANCE * baseline.as_secs_f64() / latency.as_secs_f64()).clamp(0.5, 1.0);
+        let sample = latency.as_secs_f64();
+        let recent = self
+            .recent
+            .map_or(sample, |r| (1.0 - SMOOTHING) * r + SMOOTHING * sample);
+        self.recent = Some(recent);
+        let gradient =
+            ((TOLERANCE * baseline.as_secs_f64() + SLACK.as_secs_f64()) / recent).clamp(0.5, 1.0);
         // An upstream used far below its limit says nothing about a higher one.
         if gradient >= 1.0 && f64::from(in_flight) * 2.0 < self.limit {
             return;
@@ -130,13 +145,15 @@ pub struct Shedder {
     limit: AtomicU32,
 }
 
-/// A slot in the upstream's concurrency limit; frees it when dropped.
+/// A slot in the upstream's concurrency limit; frees it when dropped. Owned, so it can travel
+/// with the response body and free the slot when the body ends.
 #[derive(Debug)]
-pub struct ShedPermit<'a> {
-    shedder: &'a Shedder,
-    settings: &'a ShedSettings,
+pub struct ShedPermit {
+    shedder: Arc<Shedder>,
+    settings: ShedSettings,
     started: Instant,
     in_flight_at_start: u32,
+    sampled: bool,
 }
 
 impl Shedder {
@@ -187,10 +204,10 @@ impl Shedder {
     }
 
     /// A slot, waiting in the queue for at most `queue_timeout` when none is free.
-    pub async fn acquire<'a>(
-        &'a self,
-        settings: &'a ShedSettings,
-    ) -> Result<ShedPermit<'a>, Overloaded> {
+    pub async fn acquire(
+        self: &Arc<Self>,
+        settings: &ShedSettings,
+    ) -> Result<ShedPermit, Overloaded> {
         if let Some(n) = self.try_take(self.limit(settings)) {
             return Ok(self.permit(settings, n));
         }
@@ -221,12 +238,13 @@ impl Shedder {
         }
     }
 
-    fn permit<'a>(&'a self, settings: &'a ShedSettings, in_flight_before: u32) -> ShedPermit<'a> {
+    fn permit(self: &Arc<Self>, settings: &ShedSettings, in_flight_before: u32) -> ShedPermit {
         ShedPermit {
-            shedder: self,
-            settings,
+            shedder: Arc::clone(self),
+            settings: *settings,
             started: self.clock.now(),
             in_flight_at_start: in_flight_before + 1,
+            sampled: false,
         }
     }
 
@@ -251,21 +269,24 @@ impl Shedder {
     }
 }
 
-impl ShedPermit<'_> {
-    /// The request got its answer (`failed`: 5xx, timeout, connect error): feeds the adaptive
-    /// limit, then frees the slot.
-    pub fn finish(self, failed: bool) {
+impl ShedPermit {
+    /// The request got its answer head (`failed`: 5xx, timeout, connect error): feeds the
+    /// adaptive limit once. The slot stays taken until the permit is dropped.
+    pub fn sample(&mut self, failed: bool) {
+        if std::mem::replace(&mut self.sampled, true) {
+            return;
+        }
         let latency = self
             .shedder
             .clock
             .now()
             .saturating_duration_since(self.started);
         self.shedder
-            .sample(self.settings, latency, self.in_flight_at_start, failed);
+            .sample(&self.settings, latency, self.in_flight_at_start, failed);
     }
 }
 
-impl Drop for ShedPermit<'_> {
+impl Drop for ShedPermit {
     fn drop(&mut self) {
         self.shedder.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.shedder.released.notify_one();
@@ -358,7 +379,7 @@ mod tests {
 
     #[tokio::test]
     async fn beyond_the_limit_and_the_queue_requests_are_shed() {
-        let shedder = Shedder::new(Clock::System);
+        let shedder = Arc::new(Shedder::new(Clock::System));
         let settings = ShedSettings {
             max_concurrent: 1,
             queue: 1,
@@ -373,9 +394,15 @@ mod tests {
         assert_eq!(shedder.queued(), 1);
         assert_eq!(shedder.acquire(&settings).await.unwrap_err(), Overloaded);
         drop(first);
-        let second = waiting.await.unwrap();
+        let mut second = waiting.await.unwrap();
         assert_eq!(shedder.in_flight(), 1);
-        second.finish(false);
+        second.sample(false);
+        assert_eq!(
+            shedder.in_flight(),
+            1,
+            "the slot is held until the permit goes"
+        );
+        drop(second);
         assert_eq!(shedder.in_flight(), 0);
     }
 }

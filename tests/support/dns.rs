@@ -22,6 +22,7 @@ type Records = HashMap<(String, u16), Vec<Vec<u8>>>;
 struct Zone {
     records: Mutex<Records>,
     failing: AtomicBool,
+    silent: AtomicBool,
     queries: AtomicUsize,
 }
 
@@ -76,6 +77,11 @@ impl DnsServer {
         self.zone.failing.store(failing, Ordering::SeqCst);
     }
 
+    /// While `silent`, queries get no answer at all (a lookup hangs until the resolver gives up).
+    pub fn set_silent(&self, silent: bool) {
+        self.zone.silent.store(silent, Ordering::SeqCst);
+    }
+
     /// Queries answered so far.
     pub fn queries(&self) -> usize {
         self.zone.queries.load(Ordering::SeqCst)
@@ -124,6 +130,9 @@ async fn serve(socket: UdpSocket, zone: Arc<Zone>) {
         let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
             continue;
         };
+        if zone.silent.load(Ordering::SeqCst) {
+            continue;
+        }
         if let Some(reply) = answer(&buf[..n], &zone) {
             zone.queries.fetch_add(1, Ordering::SeqCst);
             let _ = socket.send_to(&reply, peer).await;

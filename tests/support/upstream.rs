@@ -31,6 +31,7 @@
 //! | [`Fault::Status`]`(code)` | that status |
 //! | [`Fault::Slow`]`(d)` | waits `d`, then answers normally |
 //! | [`Fault::Flapping`]`(code)` | every other request answers `code` (the first one fails) |
+//! | [`Fault::GrpcStatus`]`(code)` | a gRPC trailers-only answer with that `grpc-status` |
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -91,6 +92,8 @@ pub enum Fault {
     Slow(Duration),
     /// Answer this status on every other request, starting with the next one.
     Flapping(u16),
+    /// A gRPC trailers-only answer: HTTP 200, `grpc-status: code` in the head.
+    GrpcStatus(u8),
 }
 
 /// A running programmable upstream on 127.0.0.1; shuts down (closing every connection) when dropped.
@@ -378,6 +381,13 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> HandlerResult {
             Fault::Slow(delay) => {
                 tokio::time::sleep(delay).await;
                 route(&state, index, &path, req).await?
+            }
+            Fault::GrpcStatus(code) => {
+                let mut response = Response::new(empty());
+                let headers = response.headers_mut();
+                headers.insert("content-type", HeaderValue::from_static("application/grpc"));
+                headers.insert("grpc-status", HeaderValue::from(u16::from(code)));
+                response
             }
             Fault::Flapping(code) => {
                 if state.flaps.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
