@@ -66,6 +66,8 @@ pub struct Runtime {
     pub version: String,
     /// The file model this snapshot was compiled from, for the admin API's views of it.
     pub file: Arc<crate::config::file::FileConfig>,
+    /// Consumers, auth providers and `server.ip`, shared by the routes' policies.
+    pub security: Arc<crate::policy::Security>,
 }
 
 impl Runtime {
@@ -107,6 +109,8 @@ pub struct Route {
     pub rewrite: Option<Rewrite>,
     /// WebSocket upgrades pass through.
     pub websocket: bool,
+    /// Route policies (ip, cors, auth); `None` costs nothing.
+    pub policies: Option<Box<crate::policy::RoutePolicies>>,
 }
 
 /// Edge settings: trust boundary, ids, limits.

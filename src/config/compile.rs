@@ -136,7 +136,12 @@ pub fn compile_with(
             (name.clone(), Arc::new(cluster))
         })
         .collect();
-    let router = route_table(loaded, &upstreams, &mut errors);
+    let security = Arc::new(super::compile_security::security(
+        loaded,
+        previous.map(|p| &*p.security),
+        &mut errors,
+    ));
+    let router = route_table(loaded, &upstreams, &security, &mut errors);
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -182,6 +187,7 @@ pub fn compile_with(
             server,
             version,
             file: Arc::clone(file),
+            security,
         }),
     })
 }
@@ -397,6 +403,7 @@ fn cluster(
 fn route_table(
     loaded: &LoadedFile,
     upstreams: &BTreeMap<String, Arc<UpstreamCluster>>,
+    security: &crate::policy::Security,
     errors: &mut Vec<ConfigError>,
 ) -> Option<Router<Arc<Route>>> {
     let file: &FileConfig = &loaded.config;
@@ -464,6 +471,9 @@ fn route_table(
                 upstream: Arc::clone(upstream),
                 rewrite,
                 websocket: route.websocket,
+                policies: super::compile_security::route_policies(
+                    loaded, i, route, security, errors,
+                ),
             }),
         });
     }

@@ -33,6 +33,12 @@ pub struct FileConfig {
     /// Routes, matched by host, path, method, headers and query.
     #[serde(default)]
     pub routes: Vec<FileRoute>,
+    /// Who calls the API (API keys, Basic credentials, metadata).
+    #[serde(default)]
+    pub consumers: Vec<super::file_security::FileConsumer>,
+    /// Named token verifiers (JWT, OAuth2 introspection) that routes use as auth methods.
+    #[serde(default)]
+    pub auth_providers: BTreeMap<String, super::file_security::FileAuthProvider>,
 }
 
 /// One listening socket.
@@ -90,6 +96,8 @@ pub struct FileServer {
     pub worker_threads: Option<usize>,
     /// Name this gateway writes into `Via` and detects loops by (default `gantry`).
     pub via_name: Option<String>,
+    /// Client IP rules for every request, checked before routing (and before each route's own).
+    pub ip: Option<super::file_security::FileIpRules>,
 }
 
 /// Request size and time limits, enforced at the edge with problem+json answers.
@@ -295,6 +303,8 @@ pub struct FileRoute {
     /// Allow WebSocket upgrades through this route.
     #[serde(default)]
     pub websocket: bool,
+    /// Policies applied before forwarding (ip, cors, auth).
+    pub policies: Option<super::file_security::FilePolicies>,
 }
 
 /// Route match conditions.

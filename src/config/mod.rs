@@ -11,16 +11,19 @@
 //! 3. [`compile`] turns the validated file model into the runtime model.
 
 pub mod compile;
+mod compile_security;
 mod convert;
 mod env;
 mod error;
 pub mod file;
+pub mod file_security;
 mod source_map;
 mod split;
 mod structure;
 mod suggest;
 pub mod units;
 mod validate;
+mod validate_security;
 pub mod watch;
 mod yaml;
 

@@ -34,6 +34,7 @@ pub fn validate(loaded: &LoadedFile) -> Result<(), ConfigErrors> {
     validator.upstreams();
     validator.routes();
     let mut errors = validator.errors;
+    super::validate_security::validate(loaded, &mut errors);
     if errors.is_empty() {
         return Ok(());
     }

@@ -18,4 +18,5 @@ pub use client::{
 pub use raw_upstream::{RawConnection, RawUpstream};
 pub use upstream::{RecordedRequest, Upstream};
 pub mod gateway;
+pub mod idp;
 pub use gateway::TestGateway;

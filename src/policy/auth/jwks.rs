@@ -1,0 +1,170 @@
+//! A JWK set fetched from an IdP's `jwks_url`: cached, refetched when a token names an unknown
+//! `kid`, but at most once per `refresh_interval` and never by two requests at once, so a flood
+//! of random `kid`s costs the IdP one fetch per interval. The set is capped at [`MAX_KEYS`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::Value;
+
+use super::AuthFailure;
+use super::jwt::{Family, VerifyingKey};
+use crate::policy::clock::SharedClock;
+
+/// Keys kept from one JWK set; the rest are ignored.
+pub const MAX_KEYS: usize = 64;
+/// The largest JWKS document read.
+const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// A cached, rate-limited JWK set.
+#[derive(Debug)]
+pub struct JwksCache {
+    /// Where the set is fetched from.
+    pub url: String,
+    client: reqwest::Client,
+    keys: ArcSwap<Vec<VerifyingKey>>,
+    /// Unix ms of the last fetch attempt; 0 = never.
+    last_fetch_ms: AtomicU64,
+    fetching: AtomicBool,
+    refresh_interval_ms: u64,
+    fetches: AtomicU64,
+    clock: SharedClock,
+}
+
+impl JwksCache {
+    /// A cache that has fetched nothing yet (the first token triggers the first fetch).
+    pub fn new(
+        url: String,
+        client: reqwest::Client,
+        refresh_interval: Duration,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            url,
+            client,
+            keys: ArcSwap::from_pointee(Vec::new()),
+            last_fetch_ms: AtomicU64::new(0),
+            fetching: AtomicBool::new(false),
+            refresh_interval_ms: u64::try_from(refresh_interval.as_millis()).unwrap_or(u64::MAX),
+            fetches: AtomicU64::new(0),
+            clock,
+        }
+    }
+
+    /// Whether this cache serves the same URL with the same refresh settings (kept across reloads).
+    pub fn same_source(&self, url: &str, refresh_interval: Duration) -> bool {
+        self.url == url && u128::from(self.refresh_interval_ms) == refresh_interval.as_millis()
+    }
+
+    /// How many fetches were attempted (for tests and metrics).
+    pub fn fetch_count(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    fn find(&self, alg: Algorithm, kid: Option<&str>) -> Option<Arc<DecodingKey>> {
+        self.keys
+            .load()
+            .iter()
+            .find(|k| k.fits(alg, kid))
+            .map(|k| Arc::clone(&k.key))
+    }
+
+    /// The key for a token with `alg` and `kid`, fetching the set again if allowed.
+    pub async fn key_for(
+        &self,
+        alg: Algorithm,
+        kid: Option<&str>,
+    ) -> Result<Arc<DecodingKey>, AuthFailure> {
+        if let Some(key) = self.find(alg, kid) {
+            return Ok(key);
+        }
+        let now = self.clock.now_ms();
+        let last = self.last_fetch_ms.load(Ordering::Acquire);
+        let due = last == 0 || now.saturating_sub(last) >= self.refresh_interval_ms;
+        if !due {
+            return Err(AuthFailure::Invalid("unknown token key id"));
+        }
+        // One fetch at a time; the others answer from what is cached.
+        if self
+            .fetching
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(AuthFailure::Unavailable("signing keys are being fetched"));
+        }
+        self.last_fetch_ms.store(now.max(1), Ordering::Release);
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let fetched = self.fetch().await;
+        self.fetching.store(false, Ordering::Release);
+        match fetched {
+            Ok(keys) => self.keys.store(Arc::new(keys)),
+            Err(reason) => {
+                tracing::warn!(url = %self.url, reason, "JWKS fetch failed; keeping the cached keys");
+                if self.keys.load().is_empty() {
+                    return Err(AuthFailure::Unavailable("signing keys are unavailable"));
+                }
+            }
+        }
+        self.find(alg, kid)
+            .ok_or(AuthFailure::Invalid("unknown token key id"))
+    }
+
+    async fn fetch(&self) -> Result<Vec<VerifyingKey>, &'static str> {
+        let response = self
+            .client
+            .get(&self.url)
+            .send()
+            .await
+            .map_err(|_| "request failed")?;
+        if !response.status().is_success() {
+            return Err("non-success status");
+        }
+        if response
+            .content_length()
+            .is_some_and(|l| l > MAX_BODY_BYTES as u64)
+        {
+            return Err("document too large");
+        }
+        let body = response.bytes().await.map_err(|_| "body failed")?;
+        if body.len() > MAX_BODY_BYTES {
+            return Err("document too large");
+        }
+        parse_jwks(&body).ok_or("not a JWK set")
+    }
+}
+
+/// The usable keys of a JWK set document (unsupported or malformed keys are skipped).
+pub fn parse_jwks(body: &[u8]) -> Option<Vec<VerifyingKey>> {
+    let document: Value = serde_json::from_slice(body).ok()?;
+    let keys = document.get("keys")?.as_array()?;
+    Some(
+        keys.iter()
+            .filter_map(|raw| {
+                let jwk: Jwk = serde_json::from_value(raw.clone()).ok()?;
+                let key = DecodingKey::from_jwk(&jwk).ok()?;
+                let family = match raw.get("kty").and_then(Value::as_str)? {
+                    "RSA" => Family::Rsa,
+                    "EC" => Family::Ec,
+                    "OKP" => Family::Ed,
+                    // Symmetric keys in a fetched set are ignored: HMAC keys come from `secret`.
+                    _ => return None,
+                };
+                let alg = match raw.get("alg").and_then(Value::as_str) {
+                    Some(alg) => Some(alg.parse::<Algorithm>().ok()?),
+                    None => None,
+                };
+                Some(VerifyingKey {
+                    kid: raw.get("kid").and_then(Value::as_str).map(str::to_owned),
+                    alg,
+                    family,
+                    key: Arc::new(key),
+                })
+            })
+            .take(MAX_KEYS)
+            .collect(),
+    )
+}
