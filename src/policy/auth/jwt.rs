@@ -72,11 +72,15 @@ impl std::fmt::Debug for VerifyingKey {
 }
 
 impl VerifyingKey {
-    /// Whether this key may verify a token with `alg` and `kid`.
+    /// Whether this key may verify a token with `alg` and `kid`. A key without a `kid` (a PEM
+    /// key, the HMAC secret) fits any `kid`; the signature check still decides.
     pub fn fits(&self, alg: Algorithm, kid: Option<&str>) -> bool {
         self.family == family(alg)
             && self.alg.is_none_or(|a| a == alg)
-            && kid.is_none_or(|kid| self.kid.as_deref() == Some(kid))
+            && match (kid, self.kid.as_deref()) {
+                (Some(wanted), Some(own)) => wanted == own,
+                _ => true,
+            }
     }
 }
 

@@ -1,0 +1,341 @@
+#![allow(clippy::unwrap_used)]
+//! JWT end to end against a loopback JWKS server: valid tokens pass with identity headers, every
+//! listed attack is a 401, keys rotate without a restart, a flood of unknown `kid`s costs the IdP
+//! one fetch, and `scopes`/`claims` rules answer 403.
+
+mod support;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::Request;
+use serde_json::{Value, json};
+use support::idp::{Idp, fixture, mint, mint_hs256, mint_with_header, now};
+use support::{TestGateway, Upstream, empty, http1_client};
+
+const HMAC_SECRET: &str = "a-shared-hmac-secret-of-decent-length";
+
+fn config(upstream: &str, idp: &Idp) -> String {
+    let jwks = idp.jwks_url();
+    format!(
+        r#"version: 1
+listeners:
+  - {{ name: public, address: "127.0.0.1:0" }}
+upstreams:
+  backend:
+    targets: [{{ url: "{upstream}" }}]
+auth_providers:
+  sso:
+    jwt:
+      issuer: https://login.test/
+      audiences: [orders-api]
+      jwks_url: {jwks}
+      jwks_refresh_interval: 0s
+      algorithms: [RS256, ES256]
+      leeway: 5s
+  sso-slow:
+    jwt:
+      issuer: https://login.test/
+      jwks_url: {jwks}
+      jwks_refresh_interval: 1h
+      algorithms: [RS256]
+  mixed:
+    jwt:
+      algorithms: [HS256, RS256]
+      secret: "${{HMAC_SECRET}}"
+      public_key_pem: "${{RSA1_PUB}}"
+routes:
+  - name: jwt
+    match: {{ path_prefix: /jwt }}
+    upstream: backend
+    policies:
+      auth: {{ methods: [sso], forward_identity: true }}
+  - name: slow
+    match: {{ path_prefix: /slow }}
+    upstream: backend
+    policies:
+      auth: {{ methods: [sso-slow] }}
+  - name: mixed
+    match: {{ path_prefix: /mixed }}
+    upstream: backend
+    policies:
+      auth: {{ methods: [mixed], forward_identity: true }}
+  - name: scoped
+    match: {{ path_prefix: /scoped }}
+    upstream: backend
+    policies:
+      auth: {{ methods: [sso], scopes: [orders:write], claims: {{ tenant: acme }} }}
+"#
+    )
+}
+
+async fn start(upstream: &Upstream, idp: &Idp) -> TestGateway {
+    TestGateway::start_with(
+        &config(&upstream.url(), idp),
+        &[
+            ("HMAC_SECRET", HMAC_SECRET.to_owned()),
+            ("RSA1_PUB", fixture("rsa1.pub.pem")),
+        ],
+    )
+    .await
+}
+
+fn claims() -> Value {
+    json!({
+        "iss": "https://login.test/",
+        "aud": "orders-api",
+        "sub": "alice",
+        "exp": now() + 600,
+        "scope": "orders:read orders:write",
+        "tenant": "acme",
+    })
+}
+
+fn with(extra: Value) -> Value {
+    let mut c = claims();
+    for (k, v) in extra.as_object().unwrap() {
+        if v.is_null() {
+            c.as_object_mut().unwrap().remove(k);
+        } else {
+            c[k] = v.clone();
+        }
+    }
+    c
+}
+
+async fn bearer(gw: &TestGateway, path: &str, token: &str) -> support::Collected {
+    let request = Request::get(gw.url(path))
+        .header("authorization", format!("Bearer {token}"))
+        .header("gantry-consumer", "admin")
+        .body(empty())
+        .unwrap();
+    http1_client().fetch(request).await
+}
+
+#[tokio::test]
+async fn a_valid_token_passes_with_identity_headers() {
+    let upstream = Upstream::start("backend").await;
+    let idp = Idp::start(&["rsa1", "ec1"]).await;
+    let gw = start(&upstream, &idp).await;
+    for kid in ["rsa1", "ec1"] {
+        let rsp = bearer(&gw, "/jwt/x", &mint(kid, &claims())).await;
+        assert_eq!(rsp.status, 200, "{kid}: {}", rsp.text());
+        let seen = upstream.last_request().unwrap();
+        assert_eq!(seen.headers["gantry-consumer"], "alice");
+        assert_eq!(seen.headers["gantry-subject"], "alice");
+        assert_eq!(seen.headers["gantry-scopes"], "orders:read orders:write");
+        assert!(seen.headers.get("authorization").is_none());
+    }
+    // Keys are cached: two tokens, one fetch.
+    assert_eq!(idp.jwks_calls(), 1);
+}
+
+#[tokio::test]
+async fn every_listed_attack_is_refused_with_401() {
+    let upstream = Upstream::start("backend").await;
+    let idp = Idp::start(&["rsa1"]).await;
+    let gw = start(&upstream, &idp).await;
+    let b64 = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let rsa1_jwk: Value = serde_json::from_str(&fixture("rsa1.jwk.json")).unwrap();
+    let valid = claims();
+    let attacks: Vec<(&str, &str, String)> = vec![
+        (
+            "alg none",
+            "/jwt",
+            format!(
+                "{}.{}.",
+                b64(&json!({"alg": "none", "typ": "JWT"})),
+                b64(&valid)
+            ),
+        ),
+        (
+            "alg none, upper case",
+            "/jwt",
+            format!("{}.{}.", b64(&json!({"alg": "NONE"})), b64(&valid)),
+        ),
+        (
+            "HS256 signed with the RSA public key (key confusion)",
+            "/mixed",
+            mint_hs256(
+                fixture("rsa1.pub.pem").as_bytes(),
+                &json!({"alg": "HS256", "typ": "JWT"}),
+                &valid,
+            ),
+        ),
+        (
+            "HS256 on a provider that only allows RS256/ES256",
+            "/jwt",
+            mint_hs256(
+                fixture("rsa1.pub.pem").as_bytes(),
+                &json!({"alg": "HS256", "kid": "rsa1"}),
+                &valid,
+            ),
+        ),
+        (
+            "jku header",
+            "/jwt",
+            mint_with_header(
+                "rsa1",
+                &json!({"alg": "RS256", "kid": "rsa1", "jku": "http://evil.test/jwks"}),
+                &valid,
+            ),
+        ),
+        (
+            "x5u header",
+            "/jwt",
+            mint_with_header(
+                "rsa1",
+                &json!({"alg": "RS256", "kid": "rsa1", "x5u": "http://evil.test/cert"}),
+                &valid,
+            ),
+        ),
+        (
+            "embedded jwk header",
+            "/jwt",
+            mint_with_header("rsa1", &json!({"alg": "RS256", "jwk": rsa1_jwk}), &valid),
+        ),
+        (
+            "unknown crit",
+            "/jwt",
+            mint_with_header(
+                "rsa1",
+                &json!({"alg": "RS256", "kid": "rsa1", "crit": ["exp-ext"], "exp-ext": 1}),
+                &valid,
+            ),
+        ),
+        (
+            "expired",
+            "/jwt",
+            mint("rsa1", &with(json!({"exp": now() - 60}))),
+        ),
+        ("no exp", "/jwt", mint("rsa1", &with(json!({"exp": null})))),
+        (
+            "not yet valid",
+            "/jwt",
+            mint("rsa1", &with(json!({"nbf": now() + 600}))),
+        ),
+        (
+            "wrong issuer",
+            "/jwt",
+            mint("rsa1", &with(json!({"iss": "https://evil.test/"}))),
+        ),
+        (
+            "wrong audience",
+            "/jwt",
+            mint("rsa1", &with(json!({"aud": ["other-api"]}))),
+        ),
+        (
+            "signed by another key under a known kid",
+            "/jwt",
+            mint_with_header("rsa2", &json!({"alg": "RS256", "kid": "rsa1"}), &valid),
+        ),
+        ("malformed base64", "/jwt", "!!!.@@@.###".to_owned()),
+        (
+            "malformed JSON",
+            "/jwt",
+            format!(
+                "{}.{}.c2ln",
+                URL_SAFE_NO_PAD.encode("{not json"),
+                b64(&valid)
+            ),
+        ),
+        (
+            "two segments",
+            "/jwt",
+            format!("{}.{}", b64(&json!({"alg": "RS256"})), b64(&valid)),
+        ),
+        ("oversized", "/jwt", "a".repeat(20_000)),
+    ];
+    for (name, path, token) in &attacks {
+        let rsp = bearer(&gw, path, token).await;
+        assert_eq!(rsp.status, 401, "{name}: {}", rsp.text());
+        assert_eq!(
+            rsp.headers["www-authenticate"], "Bearer realm=\"gantry\"",
+            "{name}"
+        );
+        assert_eq!(
+            rsp.json()["type"],
+            "urn:gantry:problem:unauthorized",
+            "{name}"
+        );
+    }
+    assert_eq!(upstream.request_count(), 0);
+
+    // Controls: the same provider accepts properly signed HS256 and RS256 tokens.
+    let hs = mint_hs256(HMAC_SECRET.as_bytes(), &json!({"alg": "HS256"}), &valid);
+    assert_eq!(bearer(&gw, "/mixed", &hs).await.status, 200);
+    assert_eq!(
+        bearer(&gw, "/mixed", &mint("rsa1", &valid)).await.status,
+        200
+    );
+    assert_eq!(bearer(&gw, "/jwt", &mint("rsa1", &valid)).await.status, 200);
+}
+
+#[tokio::test]
+async fn jwks_key_rotation_works_without_a_restart() {
+    let upstream = Upstream::start("backend").await;
+    let idp = Idp::start(&["rsa1"]).await;
+    let gw = start(&upstream, &idp).await;
+    assert_eq!(
+        bearer(&gw, "/jwt", &mint("rsa1", &claims())).await.status,
+        200
+    );
+    assert_eq!(
+        bearer(&gw, "/jwt", &mint("rsa2", &claims())).await.status,
+        401
+    );
+
+    idp.serve_keys(&["rsa2"]);
+    let rsp = bearer(&gw, "/jwt", &mint("rsa2", &claims())).await;
+    assert_eq!(rsp.status, 200, "{}", rsp.text());
+    // rsa1 was retired by the IdP: its tokens no longer pass.
+    assert_eq!(
+        bearer(&gw, "/jwt", &mint("rsa1", &claims())).await.status,
+        401
+    );
+    assert!(idp.jwks_calls() >= 3);
+}
+
+#[tokio::test]
+async fn a_flood_of_unknown_kids_costs_the_idp_one_fetch_per_interval() {
+    let upstream = Upstream::start("backend").await;
+    let idp = Idp::start(&["rsa1"]).await;
+    let gw = start(&upstream, &idp).await;
+    assert_eq!(
+        bearer(&gw, "/slow", &mint("rsa1", &claims())).await.status,
+        200
+    );
+    assert_eq!(idp.jwks_calls(), 1);
+    for i in 0..50 {
+        let token = mint_with_header(
+            "rsa1",
+            &json!({"alg": "RS256", "kid": format!("random-{i}")}),
+            &claims(),
+        );
+        assert_eq!(bearer(&gw, "/slow", &token).await.status, 401);
+    }
+    assert_eq!(idp.jwks_calls(), 1);
+}
+
+#[tokio::test]
+async fn scopes_and_claims_rules_answer_403() {
+    let upstream = Upstream::start("backend").await;
+    let idp = Idp::start(&["rsa1"]).await;
+    let gw = start(&upstream, &idp).await;
+    let no_scope = mint("rsa1", &with(json!({"scope": "orders:read"})));
+    let rsp = bearer(&gw, "/scoped", &no_scope).await;
+    assert_eq!(rsp.status, 403);
+    assert_eq!(rsp.json()["type"], "urn:gantry:problem:forbidden");
+
+    let scp_array = mint(
+        "rsa1",
+        &with(json!({"scope": null, "scp": ["orders:write"], "tenant": "globex"})),
+    );
+    assert_eq!(bearer(&gw, "/scoped", &scp_array).await.status, 403);
+
+    let ok = mint(
+        "rsa1",
+        &with(json!({"scope": null, "scp": ["orders:write"]})),
+    );
+    assert_eq!(bearer(&gw, "/scoped", &ok).await.status, 200);
+    assert_eq!(upstream.request_count(), 1);
+}
