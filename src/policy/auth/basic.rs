@@ -102,3 +102,64 @@ impl BasicVerifier {
         Ok(Identity::of_consumer(security, index))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::clock::FakeClock;
+
+    fn verifier(clock: SharedClock) -> BasicVerifier {
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        // Small costs: this test is about the cap and the cache, not argon2.
+        let params = argon2::Params::new(64, 1, 1, None).unwrap();
+        let argon = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let salt = SaltString::encode_b64(b"unit-test-salt").unwrap();
+        let hash = argon.hash_password(b"pw", &salt).unwrap().to_string();
+        let mut v = BasicVerifier::new(1, 8, 60_000, clock);
+        v.add("u", &hash, 0);
+        v
+    }
+
+    fn security() -> Security {
+        Security {
+            consumers: vec![super::super::Consumer {
+                name: Arc::from("c"),
+                scopes: Vec::new(),
+                metadata: std::collections::BTreeMap::new(),
+            }],
+            ..Security::default()
+        }
+    }
+
+    fn credential(user: &str, password: &str) -> String {
+        STANDARD.encode(format!("{user}:{password}"))
+    }
+
+    #[tokio::test]
+    async fn past_the_cap_checks_are_refused_at_once_and_successes_are_cached() {
+        let clock = FakeClock::at(1_000);
+        let v = verifier(clock.clone());
+        let security = security();
+        // Every permit taken: a wrong password is not queued, it is refused as unavailable.
+        let held = Arc::clone(&v.permits).try_acquire_owned().unwrap();
+        assert_eq!(
+            v.verify(&security, &credential("u", "wrong"))
+                .await
+                .unwrap_err(),
+            AuthFailure::Unavailable("too many password checks in progress")
+        );
+        drop(held);
+        assert!(v.verify(&security, &credential("u", "pw")).await.is_ok());
+        // Cached: passes even with every permit taken, until the TTL runs out.
+        let held = Arc::clone(&v.permits).try_acquire_owned().unwrap();
+        assert!(v.verify(&security, &credential("u", "pw")).await.is_ok());
+        assert!(
+            v.verify(&security, &credential("u", "wrong"))
+                .await
+                .is_err()
+        );
+        clock.advance(std::time::Duration::from_secs(61));
+        assert!(v.verify(&security, &credential("u", "pw")).await.is_err());
+        drop(held);
+    }
+}

@@ -108,3 +108,21 @@ impl Introspector {
         Ok(identity)
     }
 }
+
+/// Until when an answer may be reused: `cache_for` from now, never past the token's `exp`.
+fn cache_until(now_ms: u64, cache_for_ms: u64, exp_ms: Option<u64>) -> u64 {
+    let until = now_ms.saturating_add(cache_for_ms);
+    exp_ms.map_or(until, |exp| until.min(exp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_answers_never_outlive_the_tokens_exp() {
+        assert_eq!(cache_until(1_000, 60_000, None), 61_000);
+        assert_eq!(cache_until(1_000, 60_000, Some(6_000)), 6_000);
+        assert_eq!(cache_until(1_000, 60_000, Some(100_000)), 61_000);
+    }
+}
