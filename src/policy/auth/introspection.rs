@@ -77,14 +77,11 @@ impl Introspector {
         }
         let answer: Map<String, Value> = serde_json::from_slice(&body)
             .map_err(|_| AuthFailure::Unavailable("token introspection answer is not JSON"))?;
-        let mut expires = now.saturating_add(self.cache_for_ms);
         let exp_ms = answer
             .get("exp")
             .and_then(Value::as_u64)
             .map(|s| s.saturating_mul(1000));
-        if let Some(exp_ms) = exp_ms {
-            expires = expires.min(exp_ms);
-        }
+        let expires = cache_until(now, self.cache_for_ms, exp_ms);
         let active = answer.get("active").and_then(Value::as_bool) == Some(true)
             && exp_ms.is_none_or(|exp| exp > now);
         if !active {
