@@ -259,6 +259,7 @@ fn jwt_verifier(
         static_keys,
         jwks,
         clock: Arc::clone(clock),
+        verified: BoundedCache::new(defaults::CACHE_CAPACITY),
     })
 }
 

@@ -32,6 +32,9 @@ pub struct JwksCache {
     fetching: AtomicBool,
     refresh_interval_ms: u64,
     fetches: AtomicU64,
+    /// Bumped whenever a fetched set replaces the keys, so results verified with the old set
+    /// (the verified-token cache) stop counting.
+    generation: AtomicU64,
     clock: SharedClock,
 }
 
@@ -51,6 +54,7 @@ impl JwksCache {
             fetching: AtomicBool::new(false),
             refresh_interval_ms: u64::try_from(refresh_interval.as_millis()).unwrap_or(u64::MAX),
             fetches: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
             clock,
         }
     }
@@ -58,6 +62,11 @@ impl JwksCache {
     /// Whether this cache serves the same URL with the same refresh settings (kept across reloads).
     pub fn same_source(&self, url: &str, refresh_interval: Duration) -> bool {
         self.url == url && u128::from(self.refresh_interval_ms) == refresh_interval.as_millis()
+    }
+
+    /// The current key set's generation.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// How many fetches were attempted (for tests and metrics).
@@ -101,7 +110,10 @@ impl JwksCache {
         let fetched = self.fetch().await;
         self.fetching.store(false, Ordering::Release);
         match fetched {
-            Ok(keys) => self.keys.store(Arc::new(keys)),
+            Ok(keys) => {
+                self.keys.store(Arc::new(keys));
+                self.generation.fetch_add(1, Ordering::AcqRel);
+            }
             Err(reason) => {
                 tracing::warn!(url = %self.url, reason, "JWKS fetch failed; keeping the cached keys");
                 if self.keys.load().is_empty() {

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use super::jwks::JwksCache;
 use super::{AuthFailure, Identity};
+use crate::policy::cache::{BoundedCache, key as digest};
 use crate::policy::clock::SharedClock;
 
 /// The longest token accepted; longer ones are refused before any decoding.
@@ -105,7 +106,16 @@ pub struct JwtVerifier {
     pub jwks: Option<Arc<JwksCache>>,
     /// The clock for `exp`/`nbf`.
     pub clock: SharedClock,
+    /// Tokens already verified: (identity, JWKS generation, expiry) by token digest. A signature
+    /// check costs more than the rest of a proxied request; a client repeats its token.
+    pub verified: BoundedCache<Verified>,
 }
+
+/// A verified token's identity and the JWKS generation it was verified under.
+pub type Verified = (Arc<Identity>, u64);
+
+/// How long a verified token is reused at most (it also ends at the token's `exp`).
+pub const VERIFIED_CACHE_MS: u64 = 5 * 60 * 1000;
 
 /// The parts of a JOSE header that decide how (and whether) to verify.
 struct TokenHeader {
@@ -153,11 +163,36 @@ fn parse_header(token: &str) -> Result<TokenHeader, AuthFailure> {
 }
 
 impl JwtVerifier {
-    /// Verifies `token` and returns who it names.
+    /// Verifies `token` (or finds it verified) and returns who it names.
     pub async fn verify(&self, token: &str) -> Result<Identity, AuthFailure> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthFailure::Invalid("token too long"));
         }
+        let cache_key = digest(&[token.as_bytes()]);
+        let generation = self.jwks.as_ref().map_or(0, |j| j.generation());
+        let now_ms = self.clock.now_ms();
+        // Keys rotated since: verify again (a retired key's tokens must stop passing).
+        if let Some((identity, seen)) = self.verified.get(&cache_key, now_ms)
+            && seen == generation
+        {
+            return Ok((*identity).clone());
+        }
+        let (identity, exp) = self.verify_uncached(token).await?;
+        let generation = self.jwks.as_ref().map_or(0, |j| j.generation());
+        let until = exp
+            .saturating_add(self.leeway_secs)
+            .saturating_mul(1000)
+            .min(now_ms.saturating_add(VERIFIED_CACHE_MS));
+        self.verified.insert(
+            cache_key,
+            (Arc::new(identity.clone()), generation),
+            until,
+            now_ms,
+        );
+        Ok(identity)
+    }
+
+    async fn verify_uncached(&self, token: &str) -> Result<(Identity, u64), AuthFailure> {
         let header = parse_header(token)?;
         if !self.algorithms.contains(&header.alg) {
             return Err(AuthFailure::Invalid("token algorithm is not allowed"));
@@ -184,7 +219,7 @@ impl JwtVerifier {
         self.check_claims(data.claims)
     }
 
-    fn check_claims(&self, claims: Map<String, Value>) -> Result<Identity, AuthFailure> {
+    fn check_claims(&self, claims: Map<String, Value>) -> Result<(Identity, u64), AuthFailure> {
         let now = self.clock.now_ms() / 1000;
         let exp = claims
             .get("exp")
@@ -226,13 +261,14 @@ impl JwtVerifier {
             .and_then(Value::as_str)
             .map(Arc::<str>::from);
         let scopes = scopes_of(&claims);
-        Ok(Identity {
+        let identity = Identity {
             consumer,
             consumer_index: None,
             subject,
             scopes,
             claims: Some(Arc::new(claims)),
-        })
+        };
+        Ok((identity, exp))
     }
 }
 
@@ -274,6 +310,7 @@ mod tests {
             }],
             jwks: None,
             clock,
+            verified: BoundedCache::new(16),
         }
     }
 
@@ -307,5 +344,21 @@ mod tests {
             v.verify(&t).await.unwrap_err(),
             AuthFailure::Invalid("token expired")
         );
+    }
+
+    #[tokio::test]
+    async fn a_verified_token_is_reused_until_its_expiry() {
+        let clock = FakeClock::at(1_000_000_000);
+        let mut v = verifier(clock.clone());
+        let t = token(json!({"sub": "u", "iss": "iss", "aud": "api", "exp": 1_000_100}));
+        assert!(v.verify(&t).await.is_ok());
+        // Without any key, only the cache can answer: the same token passes, another does not.
+        v.static_keys.clear();
+        assert!(v.verify(&t).await.is_ok());
+        let other = token(json!({"sub": "w", "iss": "iss", "aud": "api", "exp": 1_000_100}));
+        assert!(v.verify(&other).await.is_err());
+        // Past exp + leeway the cached entry is gone too.
+        clock.advance(std::time::Duration::from_secs(130));
+        assert!(v.verify(&t).await.is_err());
     }
 }
