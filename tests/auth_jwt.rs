@@ -23,6 +23,8 @@ listeners:
 upstreams:
   backend:
     targets: [{{ url: "{upstream}" }}]
+consumers:
+  - {{ name: cli, api_keys: ["cli-key-1"] }}
 auth_providers:
   sso:
     jwt:
@@ -59,6 +61,11 @@ routes:
     upstream: backend
     policies:
       auth: {{ methods: [mixed], forward_identity: true }}
+  - name: either
+    match: {{ path_prefix: /either }}
+    upstream: backend
+    policies:
+      auth: {{ methods: [api_key, sso], forward_identity: true }}
   - name: scoped
     match: {{ path_prefix: /scoped }}
     upstream: backend
@@ -338,4 +345,74 @@ async fn scopes_and_claims_rules_answer_403() {
     );
     assert_eq!(bearer(&gw, "/scoped", &ok).await.status, 200);
     assert_eq!(upstream.request_count(), 1);
+}
+
+#[tokio::test]
+async fn any_one_of_the_route_methods_may_succeed() {
+    let upstream = Upstream::start("backend").await;
+    let idp = Idp::start(&["rsa1"]).await;
+    let gw = start(&upstream, &idp).await;
+    let client = http1_client();
+    let send = |headers: Vec<(&'static str, String)>| {
+        let mut builder = Request::get(gw.url("/either"));
+        for (name, value) in headers {
+            builder = builder.header(name, value);
+        }
+        client.fetch(builder.body(empty()).unwrap())
+    };
+    let by_key = send(vec![("x-api-key", "cli-key-1".into())]).await;
+    assert_eq!(by_key.status, 200);
+    assert_eq!(
+        upstream.last_request().unwrap().headers["gantry-consumer"],
+        "cli"
+    );
+
+    let token = format!("Bearer {}", mint("rsa1", &claims()));
+    let by_token = send(vec![
+        ("x-api-key", "wrong".into()),
+        ("authorization", token),
+    ])
+    .await;
+    assert_eq!(by_token.status, 200);
+    assert_eq!(
+        upstream.last_request().unwrap().headers["gantry-consumer"],
+        "alice"
+    );
+
+    let neither = send(vec![]).await;
+    assert_eq!(neither.status, 401);
+    let challenges: Vec<_> = neither.headers.get_all("www-authenticate").iter().collect();
+    assert_eq!(
+        challenges,
+        ["ApiKey header=\"X-Api-Key\"", "Bearer realm=\"gantry\""]
+    );
+}
+
+#[tokio::test]
+async fn the_jwks_cache_survives_a_reload() {
+    let upstream = Upstream::start("backend").await;
+    let idp = Idp::start(&["rsa1"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gantry.yaml");
+    let text = config(&upstream.url(), &idp)
+        .replace("${HMAC_SECRET}", HMAC_SECRET)
+        .replace("${RSA1_PUB}", &fixture("rsa1.pub.pem").replace('\n', "\\n"));
+    std::fs::write(&path, &text).unwrap();
+    let gw = TestGateway::start_file(&path).await;
+    let token = mint("rsa1", &claims());
+    assert_eq!(bearer(&gw, "/slow", &token).await.status, 200);
+    assert_eq!(idp.jwks_calls(), 1);
+
+    std::fs::write(
+        &path,
+        format!(
+            "{text}  - {{ name: extra, match: {{ path_prefix: /extra }}, upstream: backend }}\n"
+        ),
+    )
+    .unwrap();
+    gw.gateway().reload().await.unwrap();
+    assert_eq!(bearer(&gw, "/extra", "").await.status, 200);
+    // The new snapshot verifies with the keys the old one fetched: no second fetch.
+    assert_eq!(bearer(&gw, "/slow", &token).await.status, 200);
+    assert_eq!(idp.jwks_calls(), 1);
 }
