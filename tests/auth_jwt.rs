@@ -416,3 +416,25 @@ async fn the_jwks_cache_survives_a_reload() {
     assert_eq!(bearer(&gw, "/slow", &token).await.status, 200);
     assert_eq!(idp.jwks_calls(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_first_requests_shares_one_jwks_fetch_and_all_pass() {
+    let upstream = Upstream::start("backend").await;
+    let idp = Idp::start(&["rsa1"]).await;
+    let gw = start(&upstream, &idp).await;
+    let client = http1_client();
+    let mut burst = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let token = mint("rsa1", &with(json!({ "sub": format!("user-{i}") })));
+        let request = Request::get(gw.url("/slow"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(empty())
+            .unwrap();
+        let client = client.clone();
+        burst.spawn(async move { client.fetch(request).await.status.as_u16() });
+    }
+    while let Some(status) = burst.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+    assert_eq!(idp.jwks_calls(), 1);
+}

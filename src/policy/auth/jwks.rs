@@ -17,6 +17,9 @@ use crate::policy::clock::SharedClock;
 
 /// Keys kept from one JWK set; the rest are ignored.
 pub const MAX_KEYS: usize = 64;
+/// How long a request waits for a fetch another request started (the HTTP client's own
+/// timeout ends the fetch sooner).
+const WAIT_FOR_FETCH: Duration = Duration::from_secs(5);
 /// The largest JWKS document read.
 const MAX_BODY_BYTES: usize = 256 * 1024;
 
@@ -35,6 +38,8 @@ pub struct JwksCache {
     /// Bumped whenever a fetched set replaces the keys, so results verified with the old set
     /// (the verified-token cache) stop counting.
     generation: AtomicU64,
+    /// Wakes the requests that waited for a fetch another request started.
+    fetched: tokio::sync::Notify,
     clock: SharedClock,
 }
 
@@ -55,6 +60,7 @@ impl JwksCache {
             refresh_interval_ms: u64::try_from(refresh_interval.as_millis()).unwrap_or(u64::MAX),
             fetches: AtomicU64::new(0),
             generation: AtomicU64::new(0),
+            fetched: tokio::sync::Notify::new(),
             clock,
         }
     }
@@ -91,35 +97,61 @@ impl JwksCache {
         if let Some(key) = self.find(alg, kid) {
             return Ok(key);
         }
+        // One fetch at a time; the others wait for its outcome (bounded by the client timeout),
+        // so a burst of first requests after start-up does not fail. The waiter is registered
+        // before looking again, and a fetch stores its keys before it clears `fetching`, so no
+        // request can miss both the new keys and the wake-up.
+        let fetched = self.fetched.notified();
+        if let Some(key) = self.find(alg, kid) {
+            return Ok(key);
+        }
+        let waited = |this: &Self| {
+            this.find(alg, kid).ok_or(if this.keys.load().is_empty() {
+                AuthFailure::Unavailable("signing keys are unavailable")
+            } else {
+                AuthFailure::Invalid("unknown token key id")
+            })
+        };
+        if self.fetching.load(Ordering::Acquire) {
+            let _ = tokio::time::timeout(WAIT_FOR_FETCH, fetched).await;
+            return waited(self);
+        }
         let now = self.clock.now_ms();
         let last = self.last_fetch_ms.load(Ordering::Acquire);
         let due = last == 0 || now.saturating_sub(last) >= self.refresh_interval_ms;
         if !due {
             return Err(AuthFailure::Invalid("unknown token key id"));
         }
-        // One fetch at a time; the others answer from what is cached.
         if self
             .fetching
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
-            return Err(AuthFailure::Unavailable("signing keys are being fetched"));
+            let _ = tokio::time::timeout(WAIT_FOR_FETCH, fetched).await;
+            return waited(self);
         }
+        // Clears `fetching` and wakes the waiters even if this request is dropped mid-fetch
+        // (its client went away): otherwise no fetch would ever start again.
+        let guard = FetchGuard(self);
         self.last_fetch_ms.store(now.max(1), Ordering::Release);
         self.fetches.fetch_add(1, Ordering::Relaxed);
-        let fetched = self.fetch().await;
-        self.fetching.store(false, Ordering::Release);
-        match fetched {
+        let stored = match self.fetch().await {
             Ok(keys) => {
                 self.keys.store(Arc::new(keys));
                 self.generation.fetch_add(1, Ordering::AcqRel);
+                None
             }
             Err(reason) => {
                 tracing::warn!(url = %self.url, reason, "JWKS fetch failed; keeping the cached keys");
-                if self.keys.load().is_empty() {
-                    return Err(AuthFailure::Unavailable("signing keys are unavailable"));
-                }
+                self.keys
+                    .load()
+                    .is_empty()
+                    .then_some(AuthFailure::Unavailable("signing keys are unavailable"))
             }
+        };
+        drop(guard);
+        if let Some(failure) = stored {
+            return Err(failure);
         }
         self.find(alg, kid)
             .ok_or(AuthFailure::Invalid("unknown token key id"))
@@ -146,6 +178,16 @@ impl JwksCache {
             return Err("document too large");
         }
         parse_jwks(&body).ok_or("not a JWK set")
+    }
+}
+
+/// Ends a fetch: clears the flag, then wakes whoever waited for it.
+struct FetchGuard<'a>(&'a JwksCache);
+
+impl Drop for FetchGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetching.store(false, Ordering::Release);
+        self.0.fetched.notify_waiters();
     }
 }
 
