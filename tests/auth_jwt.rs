@@ -438,3 +438,42 @@ async fn a_burst_of_first_requests_shares_one_jwks_fetch_and_all_pass() {
     }
     assert_eq!(idp.jwks_calls(), 1);
 }
+
+#[test]
+fn provider_and_method_mistakes_are_located_config_errors() {
+    let text = r#"version: 1
+listeners: [{ name: p, address: "127.0.0.1:0" }]
+upstreams: { b: { targets: [{ url: "http://127.0.0.1:9" }] } }
+auth_providers:
+  hs:
+    jwt: { algorithms: [HS256], secret: "${UNSET_SECRET:-}" }
+  nosecret:
+    jwt: { algorithms: [HS256, none], public_key_pem: "not a key" }
+  both:
+    jwt: { algorithms: [RS256], jwks_url: "http://127.0.0.1:9/jwks" }
+    oauth2_introspection: { url: "ftp://x", client_id: a, client_secret: b }
+routes:
+  - name: r
+    match: { path: / }
+    upstream: b
+    policies: { auth: { methods: [api_key, hs, nosecet] } }
+"#;
+    let errors = gantry::config::load_str_with_env("gantry.yaml", text, &|_| None)
+        .err()
+        .expect("must be rejected")
+        .to_string();
+    for expected in [
+        "gantry.yaml:6:41: auth_providers.hs.jwt.secret: empty credential",
+        "auth_providers.nosecret.jwt.algorithms[1]: \"none\" is never accepted",
+        "auth_providers.nosecret.jwt.algorithms: HS* algorithms need `secret`",
+        "auth_providers.nosecret.jwt.public_key_pem: not an RSA, EC or Ed25519 public key",
+        "auth_providers.both: needs exactly one of jwt and oauth2_introspection",
+        "gantry.yaml:16:48: routes[0].policies.auth.methods[2]: unknown auth method \"nosecet\"",
+        "(did you mean \"nosecret\"?)",
+    ] {
+        assert!(
+            errors.contains(expected),
+            "missing {expected:?} in:\n{errors}"
+        );
+    }
+}

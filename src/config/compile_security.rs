@@ -155,6 +155,9 @@ fn security_with_clock(
                     cache: BoundedCache::new(defaults::CACHE_CAPACITY),
                     calls: AtomicU64::new(0),
                     clock: Arc::clone(clock),
+                    permits: tokio::sync::Semaphore::new(
+                        crate::policy::auth::introspection::MAX_CONCURRENT_CALLS,
+                    ),
                 }))),
                 None => {
                     errors.push(loaded.error(&base, "cannot build an HTTP client (TLS roots?)"));

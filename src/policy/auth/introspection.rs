@@ -39,7 +39,13 @@ pub struct Introspector {
     pub calls: AtomicU64,
     /// Clock for the cache and `exp`.
     pub clock: SharedClock,
+    /// Calls to the endpoint allowed at once: random tokens miss the cache, and a flood of them
+    /// must not become a flood on the IdP (past the cap: 503).
+    pub permits: tokio::sync::Semaphore,
 }
+
+/// Default of [`Introspector::permits`].
+pub const MAX_CONCURRENT_CALLS: usize = 64;
 
 impl Introspector {
     /// Asks (or remembers) whether `token` is active.
@@ -54,6 +60,10 @@ impl Introspector {
                 .map(|identity| (*identity).clone())
                 .ok_or(AuthFailure::Invalid("token is not active"));
         }
+        let _permit = self
+            .permits
+            .try_acquire()
+            .map_err(|_| AuthFailure::Unavailable("too many token introspections in progress"))?;
         self.calls.fetch_add(1, Ordering::Relaxed);
         let response = self
             .client
