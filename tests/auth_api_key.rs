@@ -27,6 +27,11 @@ routes:
     upstream: backend
     policies:
       auth: {{ methods: [api_key], forward_identity: true, forward_metadata: [plan] }}
+  - name: passthrough
+    match: {{ path_prefix: /passthrough }}
+    upstream: backend
+    policies:
+      auth: {{ methods: [api_key], forward_credentials: true }}
   - name: scoped
     match: {{ path_prefix: /scoped }}
     upstream: backend
@@ -161,5 +166,23 @@ fn an_empty_key_is_a_located_config_error() {
     assert!(
         errors.contains("gantry.yaml:9:16: consumers[0].api_keys[0]: empty credential"),
         "{errors}"
+    );
+}
+
+#[tokio::test]
+async fn forward_credentials_keeps_the_key_for_the_upstream() {
+    let upstream = Upstream::start("backend").await;
+    let gw = start(&upstream).await;
+    let rsp = get(&gw, "/passthrough?api_key=k-7f3a9c&x=1", &[]).await;
+    assert_eq!(rsp.status, 200);
+    let seen = upstream.last_request().unwrap();
+    assert_eq!(seen.uri.query(), Some("api_key=k-7f3a9c&x=1"));
+    // Identity headers only with forward_identity.
+    assert!(seen.headers.get("gantry-consumer").is_none());
+    let rsp = get(&gw, "/passthrough", &[("x-api-key", "k-7f3a9c")]).await;
+    assert_eq!(rsp.status, 200);
+    assert_eq!(
+        upstream.last_request().unwrap().headers["x-api-key"],
+        "k-7f3a9c"
     );
 }
