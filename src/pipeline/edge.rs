@@ -98,7 +98,7 @@ pub async fn handle(
         }
     };
     if let Some(cors) = cors_headers {
-        response.headers_mut().extend(cors);
+        crate::policy::cors::apply_headers(response.headers_mut(), cors);
     }
     record.status = response.status().as_u16();
     response

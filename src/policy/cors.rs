@@ -15,6 +15,27 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 
 use crate::error::GatewayError;
 
+/// Puts the CORS headers decided for a request on its response: they replace the upstream's own
+/// `Access-Control-*` (the gateway owns CORS on this route), while `Origin` is added to `Vary`
+/// without dropping what the upstream varies on.
+pub fn apply_headers(response: &mut HeaderMap, cors: HeaderMap) {
+    for (name, value) in &cors {
+        if name == VARY {
+            let present = response.get_all(VARY).iter().any(|v| {
+                v.to_str().is_ok_and(|v| {
+                    v.split(',')
+                        .any(|t| t.trim().eq_ignore_ascii_case("origin") || t.trim() == "*")
+                })
+            });
+            if !present {
+                response.append(VARY, value.clone());
+            }
+        } else {
+            response.insert(name.clone(), value.clone());
+        }
+    }
+}
+
 /// A compiled CORS policy; header values are rendered once at config compile time.
 #[derive(Debug, Clone)]
 pub struct CorsPolicy {
@@ -139,5 +160,32 @@ impl CorsPolicy {
         }
         // The answer depends on Origin: caches must not serve one origin's answer to another.
         out.insert(VARY, HeaderValue::from_static("Origin"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vary_is_extended_and_access_control_headers_replaced() {
+        let mut response = HeaderMap::new();
+        response.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+        response.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        let mut cors = HeaderMap::new();
+        cors.insert(VARY, HeaderValue::from_static("Origin"));
+        cors.insert(
+            ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("https://app.example.com"),
+        );
+        apply_headers(&mut response, cors.clone());
+        let vary: Vec<_> = response.get_all(VARY).iter().collect();
+        assert_eq!(vary, ["Accept-Encoding", "Origin"]);
+        assert_eq!(
+            response[ACCESS_CONTROL_ALLOW_ORIGIN],
+            "https://app.example.com"
+        );
+        apply_headers(&mut response, cors);
+        assert_eq!(response.get_all(VARY).iter().count(), 2);
     }
 }
