@@ -82,7 +82,10 @@ async fn inactive_expired_and_unknown_tokens_are_401() {
     for token in ["revoked", "stale", "never-issued"] {
         let rsp = bearer(&gw, token).await;
         assert_eq!(rsp.status, 401, "{token}");
-        assert_eq!(rsp.headers["www-authenticate"], "Bearer realm=\"gantry\"");
+        assert_eq!(
+            rsp.headers["www-authenticate"],
+            "Bearer realm=\"gantry\", error=\"invalid_token\""
+        );
     }
     assert_eq!(bearer(&gw, "no-scope").await.status, 403);
     // A replayed bad token is answered from the cache.

@@ -256,7 +256,7 @@ async fn every_listed_attack_is_refused_with_401() {
         let rsp = bearer(&gw, path, token).await;
         assert_eq!(rsp.status, 401, "{name}: {}", rsp.text());
         assert_eq!(
-            rsp.headers["www-authenticate"], "Bearer realm=\"gantry\"",
+            rsp.headers["www-authenticate"], "Bearer realm=\"gantry\", error=\"invalid_token\"",
             "{name}"
         );
         assert_eq!(
@@ -266,6 +266,15 @@ async fn every_listed_attack_is_refused_with_401() {
         );
     }
     assert_eq!(upstream.request_count(), 0);
+    // Without a token the challenge carries no error (RFC 6750 §3.1).
+    let anonymous = http1_client()
+        .fetch(Request::get(gw.url("/jwt")).body(empty()).unwrap())
+        .await;
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(
+        anonymous.headers["www-authenticate"],
+        "Bearer realm=\"gantry\""
+    );
 
     // Controls: the same provider accepts properly signed HS256 and RS256 tokens.
     let hs = mint_hs256(HMAC_SECRET.as_bytes(), &json!({"alg": "HS256"}), &valid);

@@ -369,6 +369,18 @@ pub(crate) fn route_policies(
                     })
                     .collect(),
                 forward_credentials: auth.forward_credentials,
+                invalid_token_challenges: challenges
+                    .iter()
+                    .map(|c| {
+                        if c.as_bytes().starts_with(b"Bearer ") {
+                            HeaderValue::from_static(
+                                "Bearer realm=\"gantry\", error=\"invalid_token\"",
+                            )
+                        } else {
+                            c.clone()
+                        }
+                    })
+                    .collect(),
                 challenges: Arc::from(challenges),
             })
         }

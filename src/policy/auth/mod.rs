@@ -145,6 +145,9 @@ pub struct AuthPolicy {
     pub forward_credentials: bool,
     /// One `WWW-Authenticate` value per scheme, rendered at compile time.
     pub challenges: Arc<[HeaderValue]>,
+    /// The same, with `error="invalid_token"` on the Bearer challenge (RFC 6750 §3.1): sent when
+    /// a bearer token was presented and refused, so a client knows to refresh it.
+    pub invalid_token_challenges: Arc<[HeaderValue]>,
 }
 
 impl AuthPolicy {
@@ -156,6 +159,7 @@ impl AuthPolicy {
         query: Option<&str>,
     ) -> Result<Identity, GatewayError> {
         let mut failure: Option<AuthFailure> = None;
+        let mut bearer_refused = false;
         for method in &self.methods {
             let result = match method {
                 AuthMethod::ApiKey => match api_key::credential(headers, query) {
@@ -179,11 +183,12 @@ impl AuthPolicy {
                     let Some(token) = authorization(headers, "bearer") else {
                         continue;
                     };
-                    match provider {
+                    let verified = match provider {
                         Provider::Jwt(jwt) => jwt.verify(token).await,
                         Provider::Introspection(introspector) => introspector.verify(token).await,
-                    }
-                    .map(|mut identity| {
+                    };
+                    bearer_refused |= matches!(verified, Err(AuthFailure::Invalid(_)));
+                    verified.map(|mut identity| {
                         if let Some(name) = &identity.consumer
                             && let Some(&index) = security.by_name.get(&**name)
                         {
@@ -210,7 +215,11 @@ impl AuthPolicy {
             Some(AuthFailure::Unavailable(reason)) => GatewayError::AuthUnavailable { reason },
             Some(AuthFailure::Invalid(reason)) => GatewayError::Unauthorized {
                 reason,
-                challenges: Arc::clone(&self.challenges),
+                challenges: Arc::clone(if bearer_refused {
+                    &self.invalid_token_challenges
+                } else {
+                    &self.challenges
+                }),
             },
             None => GatewayError::Unauthorized {
                 reason: "credentials are required",
