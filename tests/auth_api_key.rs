@@ -13,6 +13,8 @@ fn config(upstream: &str) -> String {
         r#"version: 1
 listeners:
   - {{ name: public, address: "127.0.0.1:0" }}
+observability:
+  access_log: {{ format: json, output: "${{LOG}}" }}
 upstreams:
   backend:
     targets: [{{ url: "{upstream}" }}]
@@ -158,13 +160,17 @@ async fn spoofed_identity_headers_never_reach_the_upstream() {
 #[test]
 fn an_empty_key_is_a_located_config_error() {
     let text = config("http://127.0.0.1:9");
-    let env = |name: &str| (name == "MOBILE_APP_KEY").then(String::new);
+    let env = |name: &str| match name {
+        "MOBILE_APP_KEY" => Some(String::new()),
+        "LOG" => Some("/dev/null".to_owned()),
+        _ => None,
+    };
     let errors = gantry::config::load_str_with_env("gantry.yaml", &text, &env)
         .err()
         .expect("an empty API key must be rejected")
         .to_string();
     assert!(
-        errors.contains("gantry.yaml:9:16: consumers[0].api_keys[0]: empty credential"),
+        errors.contains("gantry.yaml:11:16: consumers[0].api_keys[0]: empty credential"),
         "{errors}"
     );
 }

@@ -176,7 +176,12 @@ async fn route_and_forward(
         .await?
         {
             PolicyOutcome::Answer(response) => return Ok(response.map(ResponseBody::full)),
-            PolicyOutcome::Continue(found) => identity = found,
+            PolicyOutcome::Continue(found) => {
+                if record.is_enabled() {
+                    record.consumer = found.as_ref().and_then(|i| i.consumer.clone());
+                }
+                identity = found;
+            }
         }
     }
     if let Some(length) = content_length(req.headers())
