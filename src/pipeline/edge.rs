@@ -200,7 +200,7 @@ async fn route_and_forward(
     if let Some(query) = req.uri().query() {
         // An API key in the query is a credential: it leaves with the other credentials.
         let query = match auth {
-            Some(auth) if !auth.forward_credentials => {
+            Some(auth) if auth.strips_query_key() && query.contains("api_key") => {
                 crate::policy::auth::strip_api_key_param(query).map(Cow::Owned)
             }
             _ => Some(Cow::Borrowed(query)),

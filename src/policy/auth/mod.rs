@@ -254,6 +254,11 @@ impl AuthPolicy {
         Ok(())
     }
 
+    /// Whether `?api_key=` must be removed before forwarding: it was a credential here.
+    pub fn strips_query_key(&self) -> bool {
+        !self.forward_credentials && self.methods.iter().any(|m| matches!(m, AuthMethod::ApiKey))
+    }
+
     /// Edits the upstream request's headers: credentials out (unless forwarded), identity in.
     /// Client-sent `Gantry-*` headers were already stripped by the edge.
     pub fn decorate(&self, security: &Security, headers: &mut HeaderMap, identity: &Identity) {
