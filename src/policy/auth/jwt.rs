@@ -223,15 +223,13 @@ impl JwtVerifier {
         let now = self.clock.now_ms() / 1000;
         let exp = claims
             .get("exp")
-            .and_then(Value::as_u64)
+            .and_then(numeric_date)
             .ok_or(AuthFailure::Invalid("token has no valid exp"))?;
         if exp.saturating_add(self.leeway_secs) <= now {
             return Err(AuthFailure::Invalid("token expired"));
         }
         if let Some(nbf) = claims.get("nbf") {
-            let nbf = nbf
-                .as_u64()
-                .ok_or(AuthFailure::Invalid("token has an invalid nbf"))?;
+            let nbf = numeric_date(nbf).ok_or(AuthFailure::Invalid("token has an invalid nbf"))?;
             if nbf > now.saturating_add(self.leeway_secs) {
                 return Err(AuthFailure::Invalid("token not yet valid"));
             }
@@ -270,6 +268,17 @@ impl JwtVerifier {
         };
         Ok((identity, exp))
     }
+}
+
+/// A NumericDate (RFC 7519 §2): seconds, possibly fractional (rounded down); not negative.
+fn numeric_date(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        let seconds = value.as_f64()?;
+        // Whole seconds are all the precision `exp`/`nbf` checks need.
+        (0.0..1e18)
+            .contains(&seconds)
+            .then(|| seconds.floor() as u64)
+    })
 }
 
 /// Scopes from `scope` (space-separated, RFC 8693) or `scp` (array or string).
@@ -344,6 +353,14 @@ mod tests {
             v.verify(&t).await.unwrap_err(),
             AuthFailure::Invalid("token expired")
         );
+    }
+
+    #[test]
+    fn numeric_dates_may_be_fractional_but_not_negative_or_text() {
+        assert_eq!(numeric_date(&json!(1_700_000_000)), Some(1_700_000_000));
+        assert_eq!(numeric_date(&json!(1_700_000_000.75)), Some(1_700_000_000));
+        assert_eq!(numeric_date(&json!(-5)), None);
+        assert_eq!(numeric_date(&json!("1700000000")), None);
     }
 
     #[tokio::test]
