@@ -486,3 +486,46 @@ routes:
         );
     }
 }
+
+#[tokio::test]
+async fn ps256_and_eddsa_verify_with_static_pem_keys_and_stay_inside_their_allow_lists() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    let upstream = Upstream::start("backend").await;
+    let yaml = format!(
+        r#"version: 1
+listeners:
+  - {{ name: public, address: "127.0.0.1:0" }}
+upstreams:
+  backend:
+    targets: [{{ url: "{}" }}]
+auth_providers:
+  ps:
+    jwt: {{ algorithms: [PS256], public_key_pem: "${{RSA1_PUB}}" }}
+  ed:
+    jwt: {{ algorithms: [EdDSA], public_key_pem: "${{ED1_PUB}}" }}
+routes:
+  - {{ name: ps, match: {{ path_prefix: /ps }}, upstream: backend, policies: {{ auth: {{ methods: [ps] }} }} }}
+  - {{ name: ed, match: {{ path_prefix: /ed }}, upstream: backend, policies: {{ auth: {{ methods: [ed] }} }} }}
+"#,
+        upstream.url()
+    );
+    let gw = TestGateway::start_with(
+        &yaml,
+        &[
+            ("RSA1_PUB", fixture("rsa1.pub.pem")),
+            ("ED1_PUB", fixture("ed1.pub.pem")),
+        ],
+    )
+    .await;
+    let rsa = EncodingKey::from_rsa_pem(fixture("rsa1.key.pem").as_bytes()).unwrap();
+    let ed = EncodingKey::from_ed_pem(fixture("ed1.key.pem").as_bytes()).unwrap();
+    let ps256 = encode(&Header::new(Algorithm::PS256), &claims(), &rsa).unwrap();
+    let rs256 = encode(&Header::new(Algorithm::RS256), &claims(), &rsa).unwrap();
+    let eddsa = encode(&Header::new(Algorithm::EdDSA), &claims(), &ed).unwrap();
+    assert_eq!(bearer(&gw, "/ps", &ps256).await.status, 200);
+    assert_eq!(bearer(&gw, "/ed", &eddsa).await.status, 200);
+    // Same key, algorithm outside the provider's list.
+    assert_eq!(bearer(&gw, "/ps", &rs256).await.status, 401);
+    assert_eq!(bearer(&gw, "/ed", &ps256).await.status, 401);
+    assert_eq!(upstream.request_count(), 2);
+}
