@@ -105,13 +105,7 @@ impl JwksCache {
         if let Some(key) = self.find(alg, kid) {
             return Ok(key);
         }
-        let waited = |this: &Self| {
-            this.find(alg, kid).ok_or(if this.keys.load().is_empty() {
-                AuthFailure::Unavailable("signing keys are unavailable")
-            } else {
-                AuthFailure::Invalid("unknown token key id")
-            })
-        };
+        let waited = |this: &Self| this.find(alg, kid).ok_or_else(|| waited_failure(this));
         if self.fetching.load(Ordering::Acquire) {
             let _ = tokio::time::timeout(WAIT_FOR_FETCH, fetched).await;
             return waited(self);
@@ -120,7 +114,8 @@ impl JwksCache {
         let last = self.last_fetch_ms.load(Ordering::Acquire);
         let due = last == 0 || now.saturating_sub(last) >= self.refresh_interval_ms;
         if !due {
-            return Err(AuthFailure::Invalid("unknown token key id"));
+            // With no keys at all the IdP was unreachable: the caller should retry, not re-login.
+            return Err(waited_failure(self));
         }
         if self
             .fetching
@@ -181,6 +176,15 @@ impl JwksCache {
     }
 }
 
+/// Why no key was found: no keys at all (the IdP is unreachable) or an unknown `kid`.
+fn waited_failure(cache: &JwksCache) -> AuthFailure {
+    if cache.keys.load().is_empty() {
+        AuthFailure::Unavailable("signing keys are unavailable")
+    } else {
+        AuthFailure::Invalid("unknown token key id")
+    }
+}
+
 /// Ends a fetch: clears the flag, then wakes whoever waited for it.
 struct FetchGuard<'a>(&'a JwksCache);
 
@@ -221,4 +225,44 @@ pub fn parse_jwks(body: &[u8]) -> Option<Vec<VerifyingKey>> {
             .take(MAX_KEYS)
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::clock::FakeClock;
+
+    #[tokio::test]
+    async fn refetches_are_rate_limited_on_the_injected_clock() {
+        // Nothing listens on port 1: every fetch fails at once, and only the count matters.
+        let clock = FakeClock::at(1_000_000);
+        let cache = JwksCache::new(
+            "http://127.0.0.1:1/jwks".to_owned(),
+            reqwest::Client::new(),
+            Duration::from_secs(30),
+            clock.clone(),
+        );
+        let first = cache.key_for(Algorithm::RS256, Some("a")).await;
+        assert_eq!(
+            first.unwrap_err(),
+            AuthFailure::Unavailable("signing keys are unavailable")
+        );
+        assert_eq!(cache.fetch_count(), 1);
+        for kid in ["b", "c", "d"] {
+            assert_eq!(
+                cache
+                    .key_for(Algorithm::RS256, Some(kid))
+                    .await
+                    .unwrap_err(),
+                AuthFailure::Unavailable("signing keys are unavailable")
+            );
+        }
+        assert_eq!(cache.fetch_count(), 1);
+        clock.advance(Duration::from_secs(29));
+        let _ = cache.key_for(Algorithm::RS256, Some("e")).await;
+        assert_eq!(cache.fetch_count(), 1);
+        clock.advance(Duration::from_secs(1));
+        let _ = cache.key_for(Algorithm::RS256, Some("f")).await;
+        assert_eq!(cache.fetch_count(), 2);
+    }
 }
