@@ -529,3 +529,27 @@ routes:
     assert_eq!(bearer(&gw, "/ed", &ps256).await.status, 401);
     assert_eq!(upstream.request_count(), 2);
 }
+
+#[tokio::test]
+async fn an_unreachable_jwks_is_503_not_401() {
+    let upstream = Upstream::start("backend").await;
+    let idp = Idp::start(&["rsa1"]).await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/jwks", dead.local_addr().unwrap());
+    drop(dead);
+    let yaml = config(&upstream.url(), &idp).replace(&idp.jwks_url(), &dead_url);
+    let gw = TestGateway::start_with(
+        &yaml,
+        &[
+            ("HMAC_SECRET", HMAC_SECRET.to_owned()),
+            ("RSA1_PUB", fixture("rsa1.pub.pem")),
+        ],
+    )
+    .await;
+    for _ in 0..2 {
+        let rsp = bearer(&gw, "/jwt", &mint("rsa1", &claims())).await;
+        assert_eq!(rsp.status, 503);
+        assert_eq!(rsp.json()["type"], "urn:gantry:problem:auth-unavailable");
+    }
+    assert_eq!(idp.jwks_calls(), 0);
+}
