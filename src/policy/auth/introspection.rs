@@ -65,7 +65,7 @@ impl Introspector {
             .try_acquire()
             .map_err(|_| AuthFailure::Unavailable("too many token introspections in progress"))?;
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let response = self
+        let mut response = self
             .client
             .post(&self.url)
             .basic_auth(&self.client_id, Some(&self.client_secret))
@@ -76,15 +76,15 @@ impl Introspector {
         if !response.status().is_success() {
             return Err(AuthFailure::Unavailable("token introspection failed"));
         }
-        let body = response
-            .bytes()
+        let body = super::jwks::read_limited(&mut response, MAX_BODY_BYTES)
             .await
-            .map_err(|_| AuthFailure::Unavailable("token introspection failed"))?;
-        if body.len() > MAX_BODY_BYTES {
-            return Err(AuthFailure::Unavailable(
-                "token introspection answer too large",
-            ));
-        }
+            .map_err(|too_large| {
+                AuthFailure::Unavailable(if too_large {
+                    "token introspection answer too large"
+                } else {
+                    "token introspection failed"
+                })
+            })?;
         let answer: Map<String, Value> = serde_json::from_slice(&body)
             .map_err(|_| AuthFailure::Unavailable("token introspection answer is not JSON"))?;
         let exp_ms = answer

@@ -153,7 +153,7 @@ impl JwksCache {
     }
 
     async fn fetch(&self) -> Result<Vec<VerifyingKey>, &'static str> {
-        let response = self
+        let mut response = self
             .client
             .get(&self.url)
             .send()
@@ -168,12 +168,33 @@ impl JwksCache {
         {
             return Err("document too large");
         }
-        let body = response.bytes().await.map_err(|_| "body failed")?;
-        if body.len() > MAX_BODY_BYTES {
-            return Err("document too large");
-        }
+        let body = read_limited(&mut response, MAX_BODY_BYTES)
+            .await
+            .map_err(|too_large| {
+                if too_large {
+                    "document too large"
+                } else {
+                    "body failed"
+                }
+            })?;
         parse_jwks(&body).ok_or("not a JWK set")
     }
+}
+
+/// Reads a response body up to `limit` bytes, chunk by chunk, so a body without (or with a
+/// lying) Content-Length cannot grow memory past it. `Err(true)`: too large; `Err(false)`: failed.
+pub(crate) async fn read_limited(
+    response: &mut reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, bool> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|_| false)? {
+        if body.len() + chunk.len() > limit {
+            return Err(true);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Why no key was found: no keys at all (the IdP is unreachable) or an unknown `kid`.
