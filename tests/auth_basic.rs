@@ -141,8 +141,31 @@ fn a_password_hash_that_is_not_argon2_is_a_located_config_error() {
         .to_string();
     assert!(
         errors.contains(
-            "gantry.yaml:5:47: consumers[0].basic_auth.password_hash: not a PHC hash string"
+            "gantry.yaml:5:47: consumers[0].basic_auth.password_hash: not an argon2 PHC hash string"
         ),
+        "{errors}"
+    );
+}
+
+#[test]
+fn a_well_formed_placeholder_hash_loads_and_an_expensive_one_does_not() {
+    let config = |hash: &str| {
+        format!(
+            "version: 1\nlisteners: [{{ name: p, address: \"127.0.0.1:0\" }}]\nconsumers:\n  - name: c\n    basic_auth: {{ username: u, password_hash: \"{hash}\" }}\n"
+        )
+    };
+    // The contract example's placeholder (its output is too short to ever match): loads.
+    let placeholder = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$Zm9vYmFyYmF6";
+    assert!(
+        gantry::config::load_str_with_env("gantry.yaml", &config(placeholder), &|_| None).is_ok()
+    );
+    let expensive = "$argon2id$v=19$m=1048576,t=2,p=1$c2FsdHNhbHQ$Zm9vYmFyYmF6";
+    let errors = gantry::config::load_str_with_env("gantry.yaml", &config(expensive), &|_| None)
+        .err()
+        .expect("must be rejected")
+        .to_string();
+    assert!(
+        errors.contains("memory cost 1048576 KiB is above"),
         "{errors}"
     );
 }
