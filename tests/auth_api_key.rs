@@ -192,3 +192,28 @@ async fn forward_credentials_keeps_the_key_for_the_upstream() {
         "k-7f3a9c"
     );
 }
+
+#[tokio::test]
+async fn h2_clients_get_the_same_auth_and_stripping() {
+    let upstream = Upstream::start("backend").await;
+    let gw = start(&upstream).await;
+    let client = support::h2_client();
+    let request = |key: Option<&str>| {
+        let mut builder = Request::get(gw.url("/keyed/h2")).header("gantry-consumer", "admin");
+        if let Some(key) = key {
+            builder = builder.header("x-api-key", key);
+        }
+        builder.body(empty()).unwrap()
+    };
+    let denied = client.fetch(request(None)).await;
+    assert_eq!(denied.status, 401);
+    assert_eq!(
+        denied.headers["www-authenticate"],
+        "ApiKey header=\"X-Api-Key\""
+    );
+    let ok = client.fetch(request(Some("k-7f3a9c"))).await;
+    assert_eq!(ok.status, 200);
+    let seen = upstream.last_request().unwrap();
+    assert_eq!(seen.headers["gantry-consumer"], "mobile-app");
+    assert_eq!(upstream.request_count(), 1);
+}
