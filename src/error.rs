@@ -182,6 +182,38 @@ pub enum GatewayError {
     /// A bug: a panic caught at the edge.
     #[error("internal error")]
     Internal,
+    /// The client IP is not allowed (server.ip or the route's ip rules).
+    #[error("client address {ip} is not allowed here")]
+    IpDenied {
+        /// The client IP as derived with `server.trusted_proxies`.
+        ip: std::net::IpAddr,
+    },
+    /// A CORS preflight asked for something the route does not allow.
+    #[error("CORS preflight refused: {reason}")]
+    CorsDenied {
+        /// What was not allowed.
+        reason: &'static str,
+    },
+    /// Missing or invalid credentials.
+    #[error("authentication failed: {reason}")]
+    Unauthorized {
+        /// Why, without echoing the credential.
+        reason: &'static str,
+        /// `WWW-Authenticate` challenges, one per accepted scheme.
+        challenges: std::sync::Arc<[HeaderValue]>,
+    },
+    /// Authenticated, but not allowed on this route (scope or claim).
+    #[error("access denied: {reason}")]
+    Forbidden {
+        /// The missing scope or claim.
+        reason: String,
+    },
+    /// Credentials could not be checked right now (IdP down, password checks saturated).
+    #[error("authentication unavailable: {reason}")]
+    AuthUnavailable {
+        /// What could not be done.
+        reason: &'static str,
+    },
 }
 
 impl GatewayError {
@@ -217,6 +249,11 @@ impl GatewayError {
             // 499 is nginx's "client closed request"; it only ever reaches the access log.
             Self::ClientClosed => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::IpDenied { .. } | Self::CorsDenied { .. } | Self::Forbidden { .. } => {
+                StatusCode::FORBIDDEN
+            }
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::AuthUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -250,6 +287,11 @@ impl GatewayError {
             Self::PlainHttpOnTlsPort => "plain-http-on-tls-port",
             Self::UpstreamTls { .. } => "upstream-tls",
             Self::Internal => "internal",
+            Self::IpDenied { .. } => "ip-denied",
+            Self::CorsDenied { .. } => "cors-denied",
+            Self::Unauthorized { .. } => "unauthorized",
+            Self::Forbidden { .. } => "forbidden",
+            Self::AuthUnavailable { .. } => "auth-unavailable",
         }
     }
 
@@ -271,7 +313,11 @@ impl GatewayError {
             | Self::LoopDetected
             | Self::InvalidGrpcTimeout
             | Self::ClientClosed
-            | Self::PlainHttpOnTlsPort => ErrorOrigin::Client,
+            | Self::PlainHttpOnTlsPort
+            | Self::IpDenied { .. }
+            | Self::CorsDenied { .. }
+            | Self::Unauthorized { .. }
+            | Self::Forbidden { .. } => ErrorOrigin::Client,
             Self::UpstreamConnect { .. }
             | Self::UpstreamTls { .. }
             | Self::UpstreamFailed { .. }
@@ -282,7 +328,7 @@ impl GatewayError {
             | Self::NoHealthyTarget { .. }
             | Self::Overloaded { .. }
             | Self::DeadlineExceeded { .. } => ErrorOrigin::Upstream,
-            Self::Internal => ErrorOrigin::Gateway,
+            Self::Internal | Self::AuthUnavailable { .. } => ErrorOrigin::Gateway,
         }
     }
 
@@ -314,6 +360,8 @@ impl GatewayError {
     pub fn grpc_status(&self) -> u8 {
         match self.status().as_u16() {
             400 => 3,             // INVALID_ARGUMENT
+            401 => 16,            // UNAUTHENTICATED
+            403 => 7,             // PERMISSION_DENIED
             408 => 4,             // DEADLINE_EXCEEDED
             404 | 405 => 12,      // UNIMPLEMENTED
             413 | 414 | 431 => 8, // RESOURCE_EXHAUSTED
@@ -361,6 +409,16 @@ impl GatewayError {
         if let Some(after) = self.retry_after() {
             rsp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(after));
+        }
+        if let Self::Unauthorized { challenges, .. } = &self {
+            for challenge in challenges.iter() {
+                rsp.headers_mut()
+                    .append(header::WWW_AUTHENTICATE, challenge.clone());
+            }
+        }
+        if let Self::AuthUnavailable { .. } = &self {
+            rsp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if self.closes_connection() {
             rsp.headers_mut()

@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod handler;
 pub mod observe;
 pub mod pipeline;
+pub mod policy;
 pub mod router;
 pub mod runtime;
 pub mod server;

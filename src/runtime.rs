@@ -68,6 +68,8 @@ pub struct Runtime {
     pub version: String,
     /// The file model this snapshot was compiled from, for the admin API's views of it.
     pub file: Arc<crate::config::file::FileConfig>,
+    /// Consumers, auth providers and `server.ip`, shared by the routes' policies.
+    pub security: Arc<crate::policy::Security>,
 }
 
 impl Runtime {
@@ -111,6 +113,8 @@ pub struct Route {
     pub websocket: bool,
     /// Static answer when the upstream is open-circuited, unhealthy or timed out.
     pub fallback: Option<Arc<crate::handler::forward::Fallback>>,
+    /// Route policies (ip, cors, auth); `None` costs nothing.
+    pub policies: Option<Box<crate::policy::RoutePolicies>>,
 }
 
 /// Edge settings: trust boundary, ids, limits.

@@ -154,7 +154,12 @@ fn compile_parts(
             (name.clone(), Arc::new(cluster))
         })
         .collect();
-    let router = route_table(loaded, &upstreams, &mut errors);
+    let security = Arc::new(super::compile_security::security(
+        loaded,
+        previous.map(|p| &*p.security),
+        &mut errors,
+    ));
+    let router = route_table(loaded, &upstreams, &security, &mut errors);
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -199,6 +204,7 @@ fn compile_parts(
             server,
             version: version(),
             file: Arc::clone(file),
+            security,
         }),
     })
 }
@@ -457,6 +463,7 @@ fn cluster(
 fn route_table(
     loaded: &LoadedFile,
     upstreams: &BTreeMap<String, Arc<UpstreamCluster>>,
+    security: &crate::policy::Security,
     errors: &mut Vec<ConfigError>,
 ) -> Option<Router<Arc<Route>>> {
     let file: &FileConfig = &loaded.config;
@@ -525,6 +532,9 @@ fn route_table(
                 rewrite,
                 websocket: route.websocket,
                 fallback: super::compile_resilience::fallback(route),
+                policies: super::compile_security::route_policies(
+                    loaded, i, route, security, errors,
+                ),
             }),
         });
     }

@@ -37,6 +37,12 @@ pub struct FileConfig {
     /// Routes, matched by host, path, method, headers and query.
     #[serde(default)]
     pub routes: Vec<FileRoute>,
+    /// Who calls the API (API keys, Basic credentials, metadata).
+    #[serde(default)]
+    pub consumers: Vec<super::file_security::FileConsumer>,
+    /// Named token verifiers (JWT, OAuth2 introspection) that routes use as auth methods.
+    #[serde(default)]
+    pub auth_providers: BTreeMap<String, super::file_security::FileAuthProvider>,
 }
 
 /// One listening socket.
@@ -96,6 +102,8 @@ pub struct FileServer {
     pub worker_threads: Option<usize>,
     /// Name this gateway writes into `Via` and detects loops by (default `gantry`).
     pub via_name: Option<String>,
+    /// Client IP rules for every request, checked before routing (and before each route's own).
+    pub ip: Option<super::file_security::FileIpRules>,
 }
 
 /// Request size and time limits, enforced at the edge with problem+json answers.
@@ -315,6 +323,8 @@ pub struct FileRoute {
     pub websocket: bool,
     /// Static answer when the upstream is open-circuited, unhealthy or timed out.
     pub fallback: Option<FileFallback>,
+    /// Policies applied before forwarding (ip, cors, auth).
+    pub policies: Option<super::file_security::FilePolicies>,
 }
 
 /// Route match conditions.

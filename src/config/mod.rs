@@ -12,12 +12,14 @@
 
 pub mod compile;
 mod compile_resilience;
+mod compile_security;
 mod compile_tls;
 mod convert;
 mod env;
 mod error;
 pub mod file;
 pub mod file_resilience;
+pub mod file_security;
 pub mod file_tls;
 mod source_map;
 mod split;
@@ -26,6 +28,7 @@ mod suggest;
 pub mod units;
 mod validate;
 mod validate_resilience;
+mod validate_security;
 mod validate_tls;
 pub mod watch;
 mod yaml;

@@ -108,6 +108,8 @@ pub struct AccessRecord {
     pub route: Option<Arc<str>>,
     /// Upstream cluster name.
     pub upstream: Option<Arc<str>>,
+    /// The authenticated consumer (route auth), if any.
+    pub consumer: Option<Arc<str>>,
     /// Target `host:port`.
     pub target: Option<String>,
     /// Final status; 499 when the client left first.
@@ -151,6 +153,7 @@ impl AccessRecord {
             version,
             route: None,
             upstream: None,
+            consumer: None,
             target: None,
             status: 499,
             bytes_in: 0,
@@ -185,6 +188,7 @@ impl AccessRecord {
             "protocol": format!("{:?}", self.version),
             "route": self.route.as_deref(),
             "upstream": self.upstream.as_deref(),
+            "consumer": self.consumer.as_deref(),
             "target": self.target,
             "status": self.status,
             "bytes_in": self.bytes_in,
@@ -206,8 +210,9 @@ impl AccessRecord {
         let mut line = String::with_capacity(128);
         let _ = writeln!(
             line,
-            "{} - - [{}] \"{} {} {:?}\" {} {}",
+            "{} - {} [{}] \"{} {} {:?}\" {} {}",
             self.client_ip,
+            self.consumer.as_deref().unwrap_or("-"),
             rfc3339(self.started_wall),
             self.method,
             self.path,

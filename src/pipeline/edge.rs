@@ -3,7 +3,8 @@
 //! ```text
 //! catch panic ─► request id ─► access record ─► limits (414, 431) ─► Host checks (400)
 //! ─► Via loop (508) ─► client IP (trusted proxies) ─► path normalisation (400)
-//! ─► route lookup (404 / 405) ─► body limit from Content-Length (413)
+//! ─► server.ip (403) ─► route lookup (404 / 405; a CORS preflight by the method it asks for)
+//! ─► route policies (src/policy: ip, cors, auth) ─► body limit from Content-Length (413)
 //! ─► strip spoofable headers, set X-Forwarded-*, Via, request id ─► rewrite ─► forward
 //! ```
 //!
@@ -30,6 +31,7 @@ use crate::error::GatewayError;
 use crate::handler::body::ResponseBody;
 use crate::handler::forward::{ForwardRequest, forward};
 use crate::observe::access_log::{AccessLog, AccessRecord, redact_path_and_query};
+use crate::policy::PolicyOutcome;
 use crate::router::{Lookup, RequestView, normalize_path};
 use crate::runtime::Runtime;
 
@@ -69,12 +71,16 @@ pub async fn handle(
         record.path = redact_path_and_query(uri.path(), uri.query());
     }
 
+    // CORS headers decided by a route's policy go on whatever answer the request gets, the
+    // gateway's own 401/403/429 included, so a browser app can read them.
+    let mut cors_headers: Option<HeaderMap> = None;
     let routed = AssertUnwindSafe(route_and_forward(
         &runtime,
         &peer,
         req,
         &request_id,
         &mut record,
+        &mut cors_headers,
     ))
     .catch_unwind()
     .await
@@ -96,6 +102,9 @@ pub async fn handle(
                 .map(ResponseBody::full)
         }
     };
+    if let Some(cors) = cors_headers {
+        crate::policy::cors::apply_headers(response.headers_mut(), cors);
+    }
     record.status = response.status().as_u16();
     response
         .headers_mut()
@@ -110,23 +119,38 @@ async fn route_and_forward(
     mut req: Request<Incoming>,
     request_id: &HeaderValue,
     record: &mut AccessRecord,
+    cors_headers: &mut Option<HeaderMap>,
 ) -> Result<Response<ResponseBody>, GatewayError> {
     let settings = &runtime.server;
     let limits = &settings.limits;
     check_head_limits(&req, limits.max_uri_bytes, limits.max_header_bytes)?;
+    if let Some(rules) = &runtime.security.global_ip {
+        rules.check(record.client_ip)?;
+    }
     let host = request_host(&req)?;
     if via_has_loop(req.headers(), &settings.via_name) {
         return Err(GatewayError::LoopDetected);
     }
     let path = normalize_path(req.uri().path())?;
     let routing_host = routing_host(host.as_ref())?;
-    let lookup = runtime.router.lookup(&RequestView {
+    // A CORS preflight is routed by the method it asks about, so a GET-only route can answer it;
+    // when that route has no CORS policy, the OPTIONS request is routed as itself.
+    let preflight = crate::policy::preflight_method(req.method(), req.headers());
+    let view = |method| RequestView {
         host: &routing_host,
         path: &path,
-        method: req.method(),
+        method,
         headers: req.headers(),
         query: req.uri().query(),
-    });
+    };
+    let mut lookup = runtime
+        .router
+        .lookup(&view(preflight.as_ref().unwrap_or(req.method())));
+    let routed_has_cors = matches!(&lookup, Lookup::Matched { value, .. }
+        if value.policies.as_ref().is_some_and(|p| p.cors.is_some()));
+    if preflight.is_some() && !routed_has_cors {
+        lookup = runtime.router.lookup(&view(req.method()));
+    }
     let (route, params) = match lookup {
         Lookup::Matched { value, params } => (value, params),
         Lookup::MethodNotAllowed { allow } => {
@@ -143,6 +167,28 @@ async fn route_and_forward(
         }
     };
     record.route = Some(route.name.clone());
+    let mut identity = None;
+    if let Some(policies) = &route.policies {
+        match crate::policy::apply(
+            policies,
+            &runtime.security,
+            req.method(),
+            req.headers(),
+            req.uri().query(),
+            record.client_ip,
+            cors_headers,
+        )
+        .await?
+        {
+            PolicyOutcome::Answer(response) => return Ok(response.map(ResponseBody::full)),
+            PolicyOutcome::Continue(found) => {
+                if record.is_enabled() {
+                    record.consumer = found.as_ref().and_then(|i| i.consumer.clone());
+                }
+                identity = found;
+            }
+        }
+    }
     if let Some(length) = content_length(req.headers())
         && length > limits.max_body_bytes
     {
@@ -155,9 +201,19 @@ async fn route_and_forward(
         Some(rewrite) => rewrite.apply(&path, &params),
         None => path.into_owned(),
     };
+    let auth = route.policies.as_ref().and_then(|p| p.auth.as_ref());
     if let Some(query) = req.uri().query() {
-        path_and_query.push('?');
-        path_and_query.push_str(query);
+        // An API key in the query is a credential: it leaves with the other credentials.
+        let query = match auth {
+            Some(auth) if auth.strips_query_key() && query.contains("api_key") => {
+                crate::policy::auth::strip_api_key_param(query).map(Cow::Owned)
+            }
+            _ => Some(Cow::Borrowed(query)),
+        };
+        if let Some(query) = query {
+            path_and_query.push('?');
+            path_and_query.push_str(&query);
+        }
     }
     let client_upgrade = (route.websocket && is_websocket_upgrade(req.headers()))
         .then(|| hyper::upgrade::on(&mut req));
@@ -170,6 +226,9 @@ async fn route_and_forward(
     strip_gantry_headers(headers);
     if let Some(subject) = &peer.client_cert_subject {
         headers.insert(CLIENT_CERT_SUBJECT, subject.clone());
+    }
+    if let (Some(auth), Some(identity)) = (auth, &identity) {
+        auth.decorate(&runtime.security, headers, identity);
     }
     let trusted_peer = is_trusted(peer.addr.ip(), &settings.trusted_proxies);
     set_forwarding_headers(headers, peer, client, host.as_ref(), trusted_peer);

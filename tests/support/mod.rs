@@ -21,4 +21,5 @@ pub use dns::DnsServer;
 pub use raw_upstream::{RawConnection, RawUpstream};
 pub use upstream::{Fault, RecordedRequest, Upstream};
 pub mod gateway;
+pub mod idp;
 pub use gateway::TestGateway;
