@@ -11,12 +11,14 @@
 //! 3. [`compile`] turns the validated file model into the runtime model.
 
 pub mod compile;
+mod compile_aggregate;
 mod compile_resilience;
 mod compile_tls;
 mod convert;
 mod env;
 mod error;
 pub mod file;
+pub mod file_aggregate;
 pub mod file_resilience;
 pub mod file_tls;
 mod source_map;
@@ -25,6 +27,7 @@ mod structure;
 mod suggest;
 pub mod units;
 mod validate;
+mod validate_aggregate;
 mod validate_resilience;
 mod validate_tls;
 pub mod watch;
