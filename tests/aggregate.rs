@@ -198,3 +198,37 @@ async fn cycles_and_placeholders_naming_nothing_are_rejected_at_load() {
         );
     }
 }
+
+#[tokio::test]
+async fn post_body_is_forwarded_and_missing_client_input_is_a_400() {
+    let upstream = Upstream::start("backend").await;
+    let gateway = start(
+        &upstream,
+        "      calls:\n\
+         \x20       - { name: sink, upstream: backend, method: POST, path: /sink, forward_body: true, required: true }\n\
+         \x20       - { name: plain, upstream: backend, path: /sink }\n",
+    )
+    .await;
+    let request = http::Request::post(gateway.url("/bff/1"))
+        .body(support::full("0123456789"))
+        .unwrap();
+    let collected = support::http1_client().fetch(request).await;
+    assert_eq!(collected.status, 200, "{}", collected.text());
+    let body = collected.json();
+    assert_eq!(body["sink"]["received"], 10);
+    assert_eq!(body["plain"]["received"], 0);
+
+    let gateway = start(
+        &upstream,
+        "      calls:\n\
+         \x20       - { name: me, upstream: backend, path: \"/users/{header.X-User-Id}\", required: true }\n",
+    )
+    .await;
+    let (status, _, body) = fetch(&gateway, "/bff/1").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["type"], "urn:gantry:problem:aggregate-bad-input");
+    assert!(
+        body["detail"].as_str().unwrap().contains("x-user-id"),
+        "{body}"
+    );
+}
