@@ -179,6 +179,38 @@ pub enum GatewayError {
         /// Why, in config terms (never the address).
         reason: &'static str,
     },
+    /// A required call of an aggregate failed (its error, or a non-2xx or unreadable answer).
+    #[error("required call {call} of the aggregate failed: {detail}")]
+    AggregateCallFailed {
+        /// The call's name.
+        call: String,
+        /// What went wrong, in config terms.
+        detail: String,
+    },
+    /// A required call of an aggregate ran out of time (its own timeout or the aggregate's budget).
+    #[error("required call {call} of the aggregate timed out: {detail}")]
+    AggregateCallTimeout {
+        /// The call's name.
+        call: String,
+        /// Which timeout expired.
+        detail: String,
+    },
+    /// A required call of an aggregate needs a value the client did not send (query, header, param).
+    #[error("required call {call} of the aggregate cannot be made: {detail}")]
+    AggregateBadInput {
+        /// The call's name.
+        call: String,
+        /// Which value is missing.
+        detail: String,
+    },
+    /// Deep merge with `on_conflict: error` met a key two calls disagree on.
+    #[error("call {call} of the aggregate collides with an earlier call on key {key:?}")]
+    AggregateConflict {
+        /// The later call.
+        call: String,
+        /// The dotted key path.
+        key: String,
+    },
     /// A bug: a panic caught at the edge.
     #[error("internal error")]
     Internal,
@@ -227,6 +259,7 @@ impl GatewayError {
             | Self::BadPath(_)
             | Self::BadRequestBody { .. }
             | Self::PlainHttpOnTlsPort
+            | Self::AggregateBadInput { .. }
             | Self::InvalidGrpcTimeout => StatusCode::BAD_REQUEST,
             Self::RequestBodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::NoRoute { .. } => StatusCode::NOT_FOUND,
@@ -237,7 +270,10 @@ impl GatewayError {
             Self::LoopDetected => StatusCode::LOOP_DETECTED,
             Self::UpstreamConnect { .. }
             | Self::UpstreamFailed { .. }
-            | Self::UpstreamTls { .. } => StatusCode::BAD_GATEWAY,
+            | Self::UpstreamTls { .. }
+            | Self::AggregateCallFailed { .. }
+            | Self::AggregateConflict { .. } => StatusCode::BAD_GATEWAY,
+            Self::AggregateCallTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::UpstreamTimeout { .. } | Self::ConnectTimeout { .. } => {
                 StatusCode::GATEWAY_TIMEOUT
             }
@@ -286,6 +322,10 @@ impl GatewayError {
             Self::ClientClosed => "client-closed",
             Self::PlainHttpOnTlsPort => "plain-http-on-tls-port",
             Self::UpstreamTls { .. } => "upstream-tls",
+            Self::AggregateCallFailed { .. } => "aggregate-call-failed",
+            Self::AggregateCallTimeout { .. } => "aggregate-call-timeout",
+            Self::AggregateBadInput { .. } => "aggregate-bad-input",
+            Self::AggregateConflict { .. } => "aggregate-conflict",
             Self::Internal => "internal",
             Self::IpDenied { .. } => "ip-denied",
             Self::CorsDenied { .. } => "cors-denied",
@@ -314,6 +354,7 @@ impl GatewayError {
             | Self::InvalidGrpcTimeout
             | Self::ClientClosed
             | Self::PlainHttpOnTlsPort
+            | Self::AggregateBadInput { .. }
             | Self::IpDenied { .. }
             | Self::CorsDenied { .. }
             | Self::Unauthorized { .. }
@@ -327,7 +368,10 @@ impl GatewayError {
             | Self::CircuitOpen { .. }
             | Self::NoHealthyTarget { .. }
             | Self::Overloaded { .. }
-            | Self::DeadlineExceeded { .. } => ErrorOrigin::Upstream,
+            | Self::DeadlineExceeded { .. }
+            | Self::AggregateCallFailed { .. }
+            | Self::AggregateCallTimeout { .. }
+            | Self::AggregateConflict { .. } => ErrorOrigin::Upstream,
             Self::Internal | Self::AuthUnavailable { .. } => ErrorOrigin::Gateway,
         }
     }

@@ -105,8 +105,10 @@ pub struct RouteSummary {
 pub struct Route {
     /// Name from the config.
     pub name: Arc<str>,
-    /// Where it forwards.
-    pub upstream: Arc<UpstreamCluster>,
+    /// Where it forwards; `None` for an aggregate route.
+    pub upstream: Option<Arc<UpstreamCluster>>,
+    /// The calls an aggregate route makes instead of forwarding.
+    pub aggregate: Option<Arc<crate::handler::aggregate::Aggregate>>,
     /// Path rewrite before forwarding.
     pub rewrite: Option<Rewrite>,
     /// WebSocket upgrades pass through.

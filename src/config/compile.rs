@@ -470,10 +470,20 @@ fn route_table(
     let mut specs = Vec::with_capacity(file.routes.len());
     for (i, route) in file.routes.iter().enumerate() {
         let at = |key: &str| format!("routes[{i}].{key}");
-        let Some(upstream) = route.upstream.as_ref().and_then(|name| upstreams.get(name)) else {
+        let upstream = route.upstream.as_ref().and_then(|name| upstreams.get(name));
+        let aggregate = match &route.aggregate {
+            Some(file) => {
+                match super::compile_aggregate::aggregate(loaded, i, file, upstreams, errors) {
+                    Some(aggregate) => Some(Arc::new(aggregate)),
+                    None => continue,
+                }
+            }
+            None => None,
+        };
+        if upstream.is_none() && aggregate.is_none() {
             errors.push(loaded.error(at("upstream"), "a route needs a known upstream"));
             continue;
-        };
+        }
         let m = &route.matcher;
         let path = match (&m.path, &m.path_prefix) {
             (Some(path), None) => PathPattern::Template(path.clone()),
@@ -528,7 +538,8 @@ fn route_table(
             query,
             value: Arc::new(Route {
                 name: Arc::from(route.name.as_str()),
-                upstream: Arc::clone(upstream),
+                upstream: upstream.map(Arc::clone),
+                aggregate,
                 rewrite,
                 websocket: route.websocket,
                 fallback: super::compile_resilience::fallback(route),

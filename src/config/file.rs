@@ -314,8 +314,10 @@ pub struct FileRoute {
     /// Conditions; all must hold.
     #[serde(rename = "match")]
     pub matcher: FileMatch,
-    /// Upstream cluster to forward to.
+    /// Upstream cluster to forward to (or `aggregate`, never both).
     pub upstream: Option<String>,
+    /// Several upstream calls merged into one JSON answer (backend for frontend), instead of `upstream`.
+    pub aggregate: Option<super::file_aggregate::FileAggregate>,
     /// Path rewrite before forwarding.
     pub rewrite: Option<FileRewrite>,
     /// Allow WebSocket upgrades through this route.

@@ -108,7 +108,7 @@ fn unknown_key_points_at_the_key_with_a_suggestion() {
     assert_eq!(
         errors,
         [
-            "t.yaml:13:5: routes[0].upstrem: unknown field `upstrem`, expected one of `name`, `match`, `upstream`, `rewrite`, `websocket`, `fallback`, `policies` (did you mean `upstream`?)"
+            "t.yaml:13:5: routes[0].upstrem: unknown field `upstrem`, expected one of `name`, `match`, `upstream`, `aggregate`, `rewrite`, `websocket`, `fallback`, `policies` (did you mean `upstream`?)"
         ]
     );
     let errors = structural(&format!("{HEAD}servr: {{}}\n"));

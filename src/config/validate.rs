@@ -398,6 +398,7 @@ impl Validator<'_> {
                 names.insert(&route.name, i);
             }
             self.route_upstream(&base, route);
+            super::validate_aggregate::route(self.loaded, &base, route, &mut self.errors);
             super::validate_resilience::route(self.loaded, &base, route, &mut self.errors);
             let template = self.route_match(&base, &route.matcher);
             self.rewrite(&base, route, template.as_ref());
@@ -424,6 +425,11 @@ impl Validator<'_> {
         let path = || child_key(base, "upstream");
         let upstreams = &self.loaded.config.upstreams;
         match &route.upstream {
+            None if route.aggregate.is_some() => {}
+            Some(_) if route.aggregate.is_some() => self.error(
+                &path(),
+                "a route has either `upstream` or `aggregate`, not both",
+            ),
             None => self.error(
                 &path(),
                 "a route needs `upstream`: the upstream to forward to",

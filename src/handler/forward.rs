@@ -80,7 +80,28 @@ pub async fn forward(
     settings: &ServerSettings,
     record: &mut AccessRecord,
 ) -> Result<Response<ResponseBody>, GatewayError> {
-    let result = forward_with_retries(route, request, settings, record).await;
+    let Some(cluster) = route.upstream.as_deref() else {
+        // Compilation gives every forwarding route an upstream; an aggregate route never gets here.
+        return Err(GatewayError::Internal);
+    };
+    let ForwardRequest {
+        parts,
+        body,
+        path_and_query,
+        host,
+        client_ip,
+        client_upgrade,
+    } = request;
+    let call = UpstreamCall {
+        parts,
+        body: OutgoingBody::Client(body),
+        path_and_query,
+        host,
+        client_ip,
+        client_upgrade,
+        budget: None,
+    };
+    let result = forward_with_retries(cluster, call, settings, record).await;
     match (result, &route.fallback) {
         (Err(err), Some(fallback)) if serves_fallback(&err) => {
             tracing::debug!(route = %route.name, error = %err, "serving the route's fallback");
@@ -110,6 +131,43 @@ fn serves_fallback(err: &GatewayError) -> bool {
             | GatewayError::ConnectTimeout { .. }
             | GatewayError::DeadlineExceeded { .. }
     )
+}
+
+/// One request to an upstream cluster, from the edge (`forward`) or from an aggregate's call.
+pub struct UpstreamCall {
+    /// Method, headers (edge-cleaned), version.
+    pub parts: Parts,
+    /// Where the body comes from.
+    pub body: OutgoingBody,
+    /// Path and query to send upstream.
+    pub path_and_query: String,
+    /// Host the client addressed, sent upstream with `host_header: preserve`.
+    pub host: Option<HeaderValue>,
+    /// Client IP, for consistent hashing.
+    pub client_ip: IpAddr,
+    /// The client's side of a WebSocket upgrade.
+    pub client_upgrade: Option<OnUpgrade>,
+    /// A shorter time budget than the upstream's `request` timeout (an aggregate's remaining time).
+    pub budget: Option<Duration>,
+}
+
+/// The body of an upstream request.
+pub enum OutgoingBody {
+    /// The client's body, streamed (or buffered when small enough to replay).
+    Client(Incoming),
+    /// A body already in memory (an aggregate's call), sent again on every try.
+    Buffered(Bytes),
+}
+
+/// Sends `call` to `cluster` with every resilience layer (deadline, shedding, breaker, retries,
+/// health) and hands back the response with its body still streaming.
+pub async fn forward_to_cluster(
+    cluster: &UpstreamCluster,
+    call: UpstreamCall,
+    settings: &ServerSettings,
+    record: &mut AccessRecord,
+) -> Result<Response<ResponseBody>, GatewayError> {
+    forward_with_retries(cluster, call, settings, record).await
 }
 
 /// The request body: streamed once, or buffered and sent on every try.
@@ -149,22 +207,22 @@ enum FailureKind {
 }
 
 async fn forward_with_retries(
-    route: &Route,
-    request: ForwardRequest,
+    cluster: &UpstreamCluster,
+    call: UpstreamCall,
     settings: &ServerSettings,
     record: &mut AccessRecord,
 ) -> Result<Response<ResponseBody>, GatewayError> {
-    let cluster = &*route.upstream;
     let resilience = &cluster.resilience;
     let state = &*resilience.state;
-    let ForwardRequest {
+    let UpstreamCall {
         parts,
         body,
         path_and_query,
         host,
         client_ip,
         client_upgrade,
-    } = request;
+        budget: budget_cap,
+    } = call;
     if record.is_enabled() {
         record.upstream = Some(cluster.name.clone());
     }
@@ -176,6 +234,9 @@ async fn forward_with_retries(
         let client =
             parse_grpc_timeout(value.as_bytes()).ok_or(GatewayError::InvalidGrpcTimeout)?;
         budget = budget.min(client);
+    }
+    if let Some(cap) = budget_cap {
+        budget = budget.min(cap);
     }
     if budget.is_zero() {
         return Err(GatewayError::DeadlineExceeded {
@@ -202,21 +263,27 @@ async fn forward_with_retries(
     let failure = FailureSlot::default();
     record.request_body = Some(failure.clone());
     let retry = &resilience.retry;
-    let mut source = if client_upgrade.is_none()
-        && retry.allows_method(&parts.method)
-        && (body.is_end_stream() || body.size_hint().exact().is_some_and(|n| n <= REPLAY_LIMIT))
-    {
-        let (data, trailers) = buffer_body(body, settings, cluster, &failure).await?;
-        BodySource::Buffered(data, trailers)
-    } else {
-        BodySource::Stream(Some(RequestBody::new(
+    let mut source = match body {
+        OutgoingBody::Buffered(data) => BodySource::Buffered(data, None),
+        OutgoingBody::Client(body)
+            if client_upgrade.is_none()
+                && retry.allows_method(&parts.method)
+                && (body.is_end_stream()
+                    || body.size_hint().exact().is_some_and(|n| n <= REPLAY_LIMIT)) =>
+        {
+            let (data, trailers) = buffer_body(body, settings, cluster, &failure).await?;
+            BodySource::Buffered(data, trailers)
+        }
+        OutgoingBody::Client(body) => BodySource::Stream(Some(RequestBody::new(
             body,
             settings.limits.max_body_bytes,
             cluster.timeouts.idle,
             failure.clone(),
-        )))
+        ))),
     };
     let grpc = is_grpc(&parts.headers);
+    // A buffered body from an aggregate's POST call is replayable but must not be retried either.
+    let method_retryable = retry.allows_method(&parts.method);
     let websocket = client_upgrade.is_some();
     if retry.attempts > 1 {
         // Only upstreams that retry pay for the budget's bookkeeping.
@@ -348,8 +415,11 @@ async fn forward_with_retries(
             TryOutcome::Failed(_, FailureKind::Timeout) => retry.on_timeout,
             TryOutcome::Failed(_, FailureKind::Client) => false,
         };
-        let allowed =
-            retryable && source.replayable() && attempt < retry.attempts && template.is_some();
+        let allowed = retryable
+            && method_retryable
+            && source.replayable()
+            && attempt < retry.attempts
+            && template.is_some();
         let backoff = if allowed {
             retry.backoff(attempt)
         } else {

@@ -1,4 +1,5 @@
-//! Terminal handlers: exactly one per route. Only `forward` exists so far.
+//! Terminal handlers: exactly one per route (`forward` or `aggregate`).
 
+pub mod aggregate;
 pub mod body;
 pub mod forward;

@@ -28,6 +28,7 @@ use super::headers::{
     strip_gantry_headers, via_has_loop,
 };
 use crate::error::GatewayError;
+use crate::handler::aggregate::AggregateRequest;
 use crate::handler::body::ResponseBody;
 use crate::handler::forward::{ForwardRequest, forward};
 use crate::observe::access_log::{AccessLog, AccessRecord, redact_path_and_query};
@@ -197,6 +198,16 @@ async fn route_and_forward(
         });
     }
 
+    // An aggregate fills its call paths from the params; copy them before the path is consumed.
+    let aggregate_params: Option<Vec<(String, String)>> = route.aggregate.as_ref().map(|_| {
+        params
+            .iter()
+            .map(|(name, value)| {
+                let value = crate::handler::aggregate::template::decode(value, false);
+                (name.to_owned(), value)
+            })
+            .collect()
+    });
     let mut path_and_query = match &route.rewrite {
         Some(rewrite) => rewrite.apply(&path, &params),
         None => path.into_owned(),
@@ -235,6 +246,16 @@ async fn route_and_forward(
     headers.append(header::VIA, settings.via_entry.clone());
     headers.insert(settings.request_id_header.clone(), request_id.clone());
 
+    if let (Some(aggregate), Some(params)) = (&route.aggregate, aggregate_params) {
+        let request = AggregateRequest {
+            parts,
+            body,
+            params,
+            host,
+            client_ip: client,
+        };
+        return crate::handler::aggregate::aggregate(aggregate, request, settings).await;
+    }
     let response = forward(
         route,
         ForwardRequest {

@@ -17,6 +17,8 @@
 //! | `/ws` | WebSocket echo (text and binary) |
 //! | `/grpc/…` with `content-type: application/grpc…` | streams the body back, trailers `grpc-status: 0`, `grpc-message: ok` |
 //! | `/expect` | reads the body: `{"received": N, "expect": <Expect header or null>}` |
+//! | a path set with [`Upstream::set_json`] | that status and body (`application/json`) |
+//! | `/barrier/{id}/{name}?n=N` | waits until N requests reached barrier `id`, then `{"name": name}` |
 //!
 //! Every response carries `x-upstream: <name>`.
 //!
@@ -114,6 +116,8 @@ struct State {
     fault: Mutex<Fault>,
     flaps: AtomicUsize,
     health: std::sync::atomic::AtomicU16,
+    canned: Mutex<HashMap<String, (u16, String)>>,
+    barriers: Mutex<HashMap<String, watch::Sender<usize>>>,
 }
 
 impl Upstream {
@@ -154,6 +158,8 @@ impl Upstream {
             fault: Mutex::new(Fault::None),
             flaps: AtomicUsize::new(0),
             health: std::sync::atomic::AtomicU16::new(200),
+            canned: Mutex::new(HashMap::new()),
+            barriers: Mutex::new(HashMap::new()),
         });
         let accept_task = tokio::spawn(accept_loop(listener, Arc::clone(&state), tls));
         Upstream {
@@ -233,6 +239,12 @@ impl Upstream {
             .iter()
             .filter(|r| r.uri.path() != "/healthz")
             .count()
+    }
+
+    /// Answers `path` (exact, query ignored) with `status` and `body` as `application/json`; `body`
+    /// is sent as written, so it may be deliberately not JSON.
+    pub fn set_json(&self, path: &str, status: u16, body: &str) {
+        lock(&self.state.canned).insert(path.to_owned(), (status, body.to_owned()));
     }
 
     /// Lets every `/gate/{id}` response (current and future) finish with `done\n`.
@@ -410,6 +422,18 @@ async fn route(
     path: &str,
     req: Request<Incoming>,
 ) -> HandlerResult {
+    let canned = lock(&state.canned).get(path).cloned();
+    if let Some((code, body)) = canned {
+        let mut response = Response::new(full(body));
+        *response.status_mut() = StatusCode::from_u16(code)?;
+        response
+            .headers_mut()
+            .insert("content-type", HeaderValue::from_static("application/json"));
+        return Ok(response);
+    }
+    if let Some(rest) = path.strip_prefix("/barrier/") {
+        return barrier(state, rest, req.uri().query().unwrap_or("")).await;
+    }
     if let Some(code) = path.strip_prefix("/status/") {
         return Ok(status(state, code));
     }
@@ -438,6 +462,27 @@ async fn route(
         "/ws" if is_websocket(&req) => Ok(websocket(state, req)),
         _ => echo(state, index, req).await,
     }
+}
+
+/// Waits until `n` requests reached the barrier (or the upstream shuts down).
+async fn barrier(state: &Arc<State>, rest: &str, query: &str) -> HandlerResult {
+    let (id, name) = rest.split_once('/').unwrap_or((rest, ""));
+    let n: usize = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("n="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let counter = lock(&state.barriers)
+        .entry(id.to_owned())
+        .or_insert_with(|| watch::Sender::new(0))
+        .clone();
+    counter.send_modify(|c| *c += 1);
+    let mut rx = counter.subscribe();
+    tokio::select! {
+        _ = rx.wait_for(|c| *c >= n) => {}
+        () = state.shutdown() => return Err("upstream shut down".into()),
+    }
+    Ok(json_response(StatusCode::OK, &json!({ "name": name })))
 }
 
 fn json_response(status: StatusCode, value: &Value) -> Response<TestBody> {

@@ -1,0 +1,234 @@
+#![allow(clippy::unwrap_used)]
+//! Aggregation (backend for frontend) end to end: the real gateway against programmable upstreams.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{TestGateway, Upstream, get};
+
+fn config(upstream: &Upstream, aggregate: &str) -> String {
+    format!(
+        "version: 1\n\
+         listeners:\n  - {{ name: public, address: \"127.0.0.1:0\" }}\n\
+         upstreams:\n  backend:\n    targets: [{{ url: \"{}\" }}]\n\
+         routes:\n  - name: bff\n    match: {{ path: \"/bff/{{user_id}}\", methods: [GET, POST] }}\n    aggregate:\n{aggregate}\n",
+        upstream.url()
+    )
+}
+
+async fn start(upstream: &Upstream, aggregate: &str) -> TestGateway {
+    TestGateway::start_with(&config(upstream, aggregate), &[]).await
+}
+
+async fn fetch(gateway: &TestGateway, path: &str) -> (u16, Option<String>, Value) {
+    let (status, headers, body) = get(&gateway.url(path)).await;
+    let state = headers
+        .get("gantry-aggregate")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    (status.as_u16(), state, body)
+}
+
+#[tokio::test]
+async fn independent_calls_run_in_parallel() {
+    let upstream = Upstream::start("backend").await;
+    // Each call is held until all three have arrived: run one by one, the first would wait
+    // for the others until the budget ran out and the required calls would fail with 504.
+    let gateway = start(
+        &upstream,
+        "      timeout: 5s\n      calls:\n\
+         \x20       - { name: a, upstream: backend, path: \"/barrier/p/a?n=3\", required: true }\n\
+         \x20       - { name: b, upstream: backend, path: \"/barrier/p/b?n=3\", required: true }\n\
+         \x20       - { name: c, upstream: backend, path: \"/barrier/p/c?n=3\", required: true }\n",
+    )
+    .await;
+    let (status, state, body) = fetch(&gateway, "/bff/7").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(state.as_deref(), Some("complete"));
+    assert_eq!(
+        body,
+        json!({"a": {"name": "a"}, "b": {"name": "b"}, "c": {"name": "c"}})
+    );
+}
+
+#[tokio::test]
+async fn sequential_call_uses_a_field_and_encodes_it() {
+    let upstream = Upstream::start("backend").await;
+    upstream.set_json("/users/7", 200, r#"{"id": 7, "segment": "../admin"}"#);
+    upstream.set_json("/recs/..%2Fadmin", 200, r#"{"items": [1, 2]}"#);
+    let gateway = start(
+        &upstream,
+        "      calls:\n\
+         \x20       - { name: profile, upstream: backend, path: \"/users/{user_id}\", required: true }\n\
+         \x20       - { name: recs, upstream: backend, path: \"/recs/{profile.segment}\", depends_on: [profile] }\n\
+         \x20       - { name: missing, upstream: backend, path: \"/x/{profile.nope}\", depends_on: [profile], fallback: { none: true } }\n",
+    )
+    .await;
+    let (status, state, body) = fetch(&gateway, "/bff/7").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(state.as_deref(), Some("partial"));
+    assert_eq!(body["profile"]["segment"], "../admin");
+    assert_eq!(body["recs"], json!({"items": [1, 2]}));
+    // The missing field is that call's error, with its fallback used and marked.
+    assert_eq!(body["missing"], json!({"none": true}));
+    assert_eq!(body["errors"][0]["call"], "missing");
+    assert_eq!(
+        body["errors"][0]["type"],
+        "urn:gantry:problem:aggregate-missing-field"
+    );
+    assert_eq!(body["errors"][0]["fallback"], true);
+    let paths: Vec<String> = upstream
+        .requests()
+        .iter()
+        .map(|r| r.uri.path().to_owned())
+        .collect();
+    assert!(paths.contains(&"/recs/..%2Fadmin".to_owned()), "{paths:?}");
+    assert!(
+        !paths
+            .iter()
+            .any(|p| p.starts_with("/admin") || p.starts_with("/x/")),
+        "{paths:?}"
+    );
+}
+
+#[tokio::test]
+async fn deep_merge_keeps_both_colliding_values_and_nested_is_exact() {
+    let upstream = Upstream::start("backend").await;
+    upstream.set_json(
+        "/users",
+        200,
+        r#"{"id": 1, "name": "ann", "meta": {"v": 1}}"#,
+    );
+    upstream.set_json(
+        "/billing",
+        200,
+        r#"{"id": 2, "plan": "pro", "meta": {"v": 1, "w": 2}}"#,
+    );
+    let gateway = start(
+        &upstream,
+        "      merge: deep\n      calls:\n\
+         \x20       - { name: users, upstream: backend, path: /users }\n\
+         \x20       - { name: billing, upstream: backend, path: /billing, select: [id, plan, meta], rename: { plan: tier } }\n",
+    )
+    .await;
+    let (status, state, body) = fetch(&gateway, "/bff/1").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(state.as_deref(), Some("complete"));
+    assert_eq!(
+        body,
+        json!({"id": 1, "name": "ann", "meta": {"v": 1, "w": 2}, "tier": "pro", "billing": {"id": 2}})
+    );
+}
+
+#[tokio::test]
+async fn slow_optional_call_gives_partial_and_failing_required_gives_502() {
+    let upstream = Upstream::start("backend").await;
+    upstream.set_json("/fast", 200, r#"{"ok": true}"#);
+    upstream.set_json("/broken", 500, r#"{"oops": 1}"#);
+    upstream.set_json("/text", 200, "not json");
+    let gateway = start(
+        &upstream,
+        "      timeout: 300ms\n      max_body_bytes: 64B\n      calls:\n\
+         \x20       - { name: fast, upstream: backend, path: /fast, required: true }\n\
+         \x20       - { name: slow, upstream: backend, path: /hang }\n\
+         \x20       - { name: text, upstream: backend, path: /text }\n\
+         \x20       - { name: big, upstream: backend, path: /bytes/1000 }\n",
+    )
+    .await;
+    let (status, state, body) = fetch(&gateway, "/bff/1").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(state.as_deref(), Some("partial"));
+    assert_eq!(body["fast"], json!({"ok": true}));
+    assert!(body.get("slow").is_none());
+    let errors = body["errors"].as_array().unwrap();
+    let by_call = |name: &str| errors.iter().find(|e| e["call"] == name).cloned().unwrap();
+    assert_eq!(by_call("slow")["status"], 504);
+    assert_eq!(
+        by_call("text")["type"],
+        "urn:gantry:problem:aggregate-invalid-json"
+    );
+    assert_eq!(
+        by_call("big")["type"],
+        "urn:gantry:problem:aggregate-body-too-large"
+    );
+
+    let failing = Upstream::start("backend").await;
+    failing.set_json("/broken", 500, r#"{"oops": 1}"#);
+    let gateway = start(
+        &failing,
+        "      calls:\n\
+         \x20       - { name: profile, upstream: backend, path: /broken, required: true }\n",
+    )
+    .await;
+    let (status, _, body) = fetch(&gateway, "/bff/1").await;
+    assert_eq!(status, 502);
+    assert_eq!(body["type"], "urn:gantry:problem:aggregate-call-failed");
+    assert!(
+        body["detail"].as_str().unwrap().contains("profile"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn cycles_and_placeholders_naming_nothing_are_rejected_at_load() {
+    let upstream = Upstream::start("backend").await;
+    let text = config(
+        &upstream,
+        "      calls:\n\
+         \x20       - { name: a, upstream: backend, path: \"/a/{b.x}\", depends_on: [b] }\n\
+         \x20       - { name: b, upstream: backend, path: /b, depends_on: [a] }\n\
+         \x20       - { name: c, upstream: backendz, path: \"/c/{nothing}/{a.x}\" }\n\
+         \x20 - name: both\n    match: { path: /both }\n    upstream: backend\n    aggregate: { calls: [{ name: x, upstream: backend, path: /x }] }\n",
+    );
+    let errors = gantry::config::load_str_with_env("t.yaml", &text, &|_| None)
+        .err()
+        .expect("rejected")
+        .to_string();
+    for expected in [
+        "t.yaml:12:71: routes[0].aggregate.calls[0].depends_on: dependency cycle: a -> b -> a",
+        "dependency cycle: a -> b -> a",
+        "unknown upstream \"backendz\"",
+        "{nothing} names nothing",
+        "not in this call's depends_on",
+        "either `upstream` or `aggregate`",
+    ] {
+        assert!(
+            errors.contains(expected),
+            "missing {expected:?} in:\n{errors}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn post_body_is_forwarded_and_missing_client_input_is_a_400() {
+    let upstream = Upstream::start("backend").await;
+    let gateway = start(
+        &upstream,
+        "      calls:\n\
+         \x20       - { name: sink, upstream: backend, method: POST, path: /sink, forward_body: true, required: true }\n\
+         \x20       - { name: plain, upstream: backend, path: /sink }\n",
+    )
+    .await;
+    let request = http::Request::post(gateway.url("/bff/1"))
+        .body(support::full("0123456789"))
+        .unwrap();
+    let collected = support::http1_client().fetch(request).await;
+    assert_eq!(collected.status, 200, "{}", collected.text());
+    let body = collected.json();
+    assert_eq!(body["sink"]["received"], 10);
+    assert_eq!(body["plain"]["received"], 0);
+
+    let gateway = start(
+        &upstream,
+        "      calls:\n\
+         \x20       - { name: me, upstream: backend, path: \"/users/{header.X-User-Id}\", required: true }\n",
+    )
+    .await;
+    let (status, _, body) = fetch(&gateway, "/bff/1").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["type"], "urn:gantry:problem:aggregate-bad-input");
+    assert!(
+        body["detail"].as_str().unwrap().contains("x-user-id"),
+        "{body}"
+    );
+}
