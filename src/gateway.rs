@@ -87,6 +87,8 @@ pub struct ReloadStatus {
 struct ListenerHandle {
     settings: ListenerSettings,
     max_connections: usize,
+    /// One permit per connection the listener may still accept: open = max - available.
+    slots: Arc<Semaphore>,
     bound: SocketAddr,
     stop: watch::Sender<Option<Stop>>,
     task: JoinHandle<TcpListener>,
@@ -201,17 +203,19 @@ fn spawn_listener(
 ) -> ListenerHandle {
     let bound = socket.local_addr().unwrap_or(settings.address);
     let (stop, stop_rx) = watch::channel(None);
+    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
     let task = tokio::spawn(listener::serve(
         socket,
         settings.clone(),
         Arc::clone(state),
         Arc::clone(&graceful),
-        Arc::new(Semaphore::new(max_connections.max(1))),
+        Arc::clone(&slots),
         stop_rx,
     ));
     ListenerHandle {
         settings,
         max_connections,
+        slots,
         bound,
         stop,
         task,
@@ -318,6 +322,21 @@ impl RunningGateway {
             .filter_map(|(name, handle)| {
                 let tls = handle.settings.tls.as_ref()?;
                 Some((Arc::clone(name), tls.stats()))
+            })
+            .collect()
+    }
+
+    /// Open client connections of every listener, in name order (for `/metrics`).
+    pub async fn open_connections(&self) -> Vec<(Arc<str>, usize)> {
+        let listeners = self.shared.listeners.lock().await;
+        listeners
+            .iter()
+            .map(|(name, handle)| {
+                let open = handle
+                    .max_connections
+                    .max(1)
+                    .saturating_sub(handle.slots.available_permits());
+                (Arc::clone(name), open)
             })
             .collect()
     }

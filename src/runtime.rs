@@ -68,6 +68,8 @@ pub struct Runtime {
     pub version: String,
     /// The file model this snapshot was compiled from, for the admin API's views of it.
     pub file: Arc<crate::config::file::FileConfig>,
+    /// Metric families, shared by every snapshot of this gateway (carried over on reload).
+    pub metrics: Arc<crate::observe::metrics::Metrics>,
 }
 
 impl Runtime {
@@ -111,6 +113,8 @@ pub struct Route {
     pub websocket: bool,
     /// Static answer when the upstream is open-circuited, unhealthy or timed out.
     pub fallback: Option<Arc<crate::handler::forward::Fallback>>,
+    /// Metric handles, made at compile time from the gateway's long-lived families.
+    pub metrics: Arc<crate::observe::metrics::RouteMetrics>,
 }
 
 /// Edge settings: trust boundary, ids, limits.

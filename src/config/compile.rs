@@ -154,7 +154,12 @@ fn compile_parts(
             (name.clone(), Arc::new(cluster))
         })
         .collect();
-    let router = route_table(loaded, &upstreams, &mut errors);
+    // Carried over so that counters keep counting across reloads.
+    let metrics = previous.map_or_else(
+        || Arc::new(crate::observe::metrics::Metrics::new()),
+        |p| Arc::clone(&p.metrics),
+    );
+    let router = route_table(loaded, &upstreams, &metrics, &mut errors);
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -199,6 +204,7 @@ fn compile_parts(
             server,
             version: version(),
             file: Arc::clone(file),
+            metrics,
         }),
     })
 }
@@ -457,6 +463,7 @@ fn cluster(
 fn route_table(
     loaded: &LoadedFile,
     upstreams: &BTreeMap<String, Arc<UpstreamCluster>>,
+    metrics: &crate::observe::metrics::Metrics,
     errors: &mut Vec<ConfigError>,
 ) -> Option<Router<Arc<Route>>> {
     let file: &FileConfig = &loaded.config;
@@ -520,6 +527,7 @@ fn route_table(
             headers,
             query,
             value: Arc::new(Route {
+                metrics: metrics.route(&Arc::from(route.name.as_str())),
                 name: Arc::from(route.name.as_str()),
                 upstream: Arc::clone(upstream),
                 rewrite,

@@ -28,6 +28,7 @@ use hyper_util::rt::TokioIo;
 use super::body::{BodyFailure, ConnectionLease, FailureSlot, RequestBody, ResponseBody};
 use crate::error::GatewayError;
 use crate::observe::access_log::AccessRecord;
+use crate::observe::metrics;
 use crate::pipeline::headers::remove_hop_by_hop;
 use crate::runtime::{Route, ServerSettings};
 use crate::upstream::client::{ConnectError, PooledConnection, SendError};
@@ -282,6 +283,7 @@ async fn forward_with_retries(
             record.target = Some(target.authority.clone());
         }
         let in_flight = InFlightGuard::new(target.clone());
+        let try_started = Instant::now();
         let outcome = match tokio::time::timeout(
             try_timeout,
             send(cluster, &target, Request::from_parts(parts, body)),
@@ -311,6 +313,21 @@ async fn forward_with_retries(
             },
             Ok(Ok((response, connection))) => TryOutcome::Response(response, connection),
         };
+        let observed = match &outcome {
+            TryOutcome::Response(response, _) => {
+                metrics::TryOutcome::Status(response.status().as_u16())
+            }
+            TryOutcome::Failed(_, FailureKind::Connect) => metrics::TryOutcome::ConnectError,
+            TryOutcome::Failed(_, FailureKind::Reset) => metrics::TryOutcome::Reset,
+            TryOutcome::Failed(_, FailureKind::Timeout) => metrics::TryOutcome::Timeout,
+            TryOutcome::Failed(_, FailureKind::Client) => metrics::TryOutcome::ClientError,
+        };
+        route.metrics.upstream().upstream_try(
+            &cluster.name,
+            &target.authority,
+            observed,
+            try_started.elapsed(),
+        );
         // Every try counts toward the breaker and its target's health.
         let upstream_failed = match &outcome {
             TryOutcome::Response(response, _) => response.status().is_server_error(),
@@ -337,19 +354,25 @@ async fn forward_with_retries(
             TryOutcome::Failed(_, FailureKind::Timeout) => retry.on_timeout,
             TryOutcome::Failed(_, FailureKind::Client) => false,
         };
-        let may_retry = retryable
-            && source.replayable()
-            && attempt < retry.attempts
-            && template.is_some()
+        let wants_retry =
+            retryable && source.replayable() && attempt < retry.attempts && template.is_some();
+        let may_retry = wants_retry
             && state
                 .budget
                 .try_withdraw(retry.budget_ratio, retry.min_retries_per_second);
+        if wants_retry && !may_retry {
+            route
+                .metrics
+                .upstream()
+                .retry_budget_exhausted(&cluster.name);
+        }
         if may_retry {
             let backoff = retry.backoff(attempt);
             if Instant::now() + backoff < deadline {
                 drop(outcome);
                 drop(in_flight);
                 tracing::debug!(upstream = %cluster.name, target = %target.authority, attempt, "retrying");
+                route.metrics.upstream().retry(&cluster.name);
                 tried.push(target);
                 tokio::time::sleep(backoff).await;
                 continue;

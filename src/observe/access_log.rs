@@ -126,6 +126,8 @@ pub struct AccessRecord {
     pub body_error: Option<BodyFailure>,
     /// The request body's progress, read when the line is written.
     pub request_body: Option<Arc<BodyProgress>>,
+    /// Request metrics, counted when the record is done (whether or not the log is on).
+    pub observation: Option<crate::observe::metrics::RequestObservation>,
 }
 
 impl AccessRecord {
@@ -156,6 +158,7 @@ impl AccessRecord {
             complete: false,
             body_error: None,
             request_body: None,
+            observation: None,
         }
     }
 
@@ -213,6 +216,9 @@ impl AccessRecord {
 
 impl Drop for AccessRecord {
     fn drop(&mut self) {
+        if let Some(observation) = self.observation.take() {
+            observation.finish(&self.method, self.status, self.started.elapsed());
+        }
         if let Some(log) = self.log.take() {
             if let Some(progress) = &self.request_body {
                 self.bytes_in = progress.received.load(Ordering::Relaxed);

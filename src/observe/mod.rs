@@ -1,3 +1,4 @@
-//! Access logs (and later metrics and traces).
+//! Access logs, metrics and traces.
 
 pub mod access_log;
+pub mod metrics;

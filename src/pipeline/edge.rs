@@ -30,6 +30,7 @@ use crate::error::GatewayError;
 use crate::handler::body::ResponseBody;
 use crate::handler::forward::{ForwardRequest, forward};
 use crate::observe::access_log::{AccessLog, AccessRecord, redact_path_and_query};
+use crate::observe::metrics::RequestObservation;
 use crate::router::{Lookup, RequestView, normalize_path};
 use crate::runtime::Runtime;
 
@@ -64,6 +65,10 @@ pub async fn handle(
         req.method().clone(),
         req.version(),
     );
+    record.observation = Some(RequestObservation::start(
+        Arc::clone(runtime.metrics.unmatched()),
+        peer.requests_in_flight.clone(),
+    ));
     if record.is_enabled() {
         record.request_id = request_id.to_str().unwrap_or("").to_owned();
         record.path = redact_path_and_query(uri.path(), uri.query());
@@ -143,6 +148,9 @@ async fn route_and_forward(
         }
     };
     record.route = Some(route.name.clone());
+    if let Some(observation) = &mut record.observation {
+        observation.route = Arc::clone(&route.metrics);
+    }
     if let Some(length) = content_length(req.headers())
         && length > limits.max_body_bytes
     {
