@@ -333,11 +333,22 @@ impl GatewayError {
 
     /// The one place an error becomes a response. `instance` is the request path without query.
     pub fn into_response(self, instance: &str, request_id: &str, grpc: bool) -> Response<Bytes> {
+        self.into_traced_response(instance, request_id, None, grpc)
+    }
+
+    /// [`Self::into_response`], with the request's trace id in the problem body.
+    pub fn into_traced_response(
+        self,
+        instance: &str,
+        request_id: &str,
+        trace_id: Option<&str>,
+        grpc: bool,
+    ) -> Response<Bytes> {
         let status = self.status();
         let mut rsp = if grpc {
             grpc_trailers_only(self.grpc_status(), &self.detail())
         } else {
-            let body = serde_json::json!({
+            let mut body = serde_json::json!({
                 "type": format!("urn:gantry:problem:{}", self.slug()),
                 "title": status.canonical_reason().unwrap_or("Error"),
                 "status": status.as_u16(),
@@ -345,6 +356,9 @@ impl GatewayError {
                 "instance": instance,
                 "request_id": request_id,
             });
+            if let Some(trace_id) = trace_id {
+                body["trace_id"] = serde_json::Value::from(trace_id);
+            }
             let mut rsp = Response::new(Bytes::from(body.to_string()));
             *rsp.status_mut() = status;
             rsp.headers_mut().insert(

@@ -274,7 +274,25 @@ fn server_settings(loaded: &LoadedFile, errors: &mut Vec<ConfigError>) -> Server
         },
         via_entry,
         via_name,
+        trace_sample_ratio: trace_sample_ratio(loaded, errors),
     }
+}
+
+fn trace_sample_ratio(loaded: &LoadedFile, errors: &mut Vec<ConfigError>) -> f64 {
+    let ratio = loaded
+        .config
+        .observability
+        .tracing
+        .sample_ratio
+        .unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&ratio) {
+        errors.push(loaded.error(
+            "observability.tracing.sample_ratio",
+            "must be between 0 and 1",
+        ));
+        return 0.0;
+    }
+    ratio
 }
 
 fn parse_cidr(text: &str) -> Option<IpNet> {

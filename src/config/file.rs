@@ -125,6 +125,9 @@ pub struct FileObservability {
     /// One line per request.
     #[serde(default)]
     pub access_log: FileAccessLog,
+    /// W3C trace context: `sample_ratio` for new traces.
+    #[serde(default)]
+    pub tracing: super::file_observe::FileTracing,
 }
 
 /// Access log settings.

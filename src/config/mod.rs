@@ -17,6 +17,7 @@ mod convert;
 mod env;
 mod error;
 pub mod file;
+pub mod file_observe;
 pub mod file_resilience;
 pub mod file_tls;
 mod source_map;

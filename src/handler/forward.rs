@@ -29,6 +29,7 @@ use super::body::{BodyFailure, ConnectionLease, FailureSlot, RequestBody, Respon
 use crate::error::GatewayError;
 use crate::observe::access_log::AccessRecord;
 use crate::observe::metrics;
+use crate::observe::tracing::TraceContext;
 use crate::pipeline::headers::remove_hop_by_hop;
 use crate::runtime::{Route, ServerSettings};
 use crate::upstream::client::{ConnectError, PooledConnection, SendError};
@@ -218,6 +219,7 @@ async fn forward_with_retries(
     let websocket = client_upgrade.is_some();
     state.budget.deposit();
 
+    let trace = parts.extensions.get::<TraceContext>().cloned();
     let (head, _) = Request::new(()).into_parts();
     let mut template = Some(parts);
     let mut tried: Vec<Arc<Target>> = Vec::new();
@@ -279,6 +281,10 @@ async fn forward_with_retries(
             websocket,
         )?;
         set_deadline_headers(&mut parts.headers, try_timeout, grpc);
+        if let Some(trace) = &trace {
+            // Each try is its own span: the upstream sees a new parent id per try.
+            trace.inject(&mut parts.headers);
+        }
         if record.is_enabled() {
             record.target = Some(target.authority.clone());
         }

@@ -126,6 +126,8 @@ pub struct AccessRecord {
     pub body_error: Option<BodyFailure>,
     /// The request body's progress, read when the line is written.
     pub request_body: Option<Arc<BodyProgress>>,
+    /// The W3C trace id (32 hex digits).
+    pub trace_id: Option<crate::observe::tracing::TraceId>,
     /// Request metrics, counted when the record is done (whether or not the log is on).
     pub observation: Option<crate::observe::metrics::RequestObservation>,
 }
@@ -159,6 +161,7 @@ impl AccessRecord {
             body_error: None,
             request_body: None,
             observation: None,
+            trace_id: None,
         }
     }
 
@@ -176,6 +179,7 @@ impl AccessRecord {
         let value = serde_json::json!({
             "time": rfc3339(self.started_wall),
             "request_id": self.request_id,
+            "trace_id": self.trace_id.map(|t| t.to_string()),
             "client_ip": self.client_ip.to_string(),
             "method": self.method.as_str(),
             "path": self.path,

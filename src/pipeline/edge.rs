@@ -31,6 +31,7 @@ use crate::handler::body::ResponseBody;
 use crate::handler::forward::{ForwardRequest, forward};
 use crate::observe::access_log::{AccessLog, AccessRecord, redact_path_and_query};
 use crate::observe::metrics::RequestObservation;
+use crate::observe::tracing::TraceContext;
 use crate::router::{Lookup, RequestView, normalize_path};
 use crate::runtime::Runtime;
 
@@ -51,7 +52,7 @@ pub struct EdgeState {
 pub async fn handle(
     state: Arc<EdgeState>,
     peer: Arc<Peer>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let runtime = state.runtime.load_full();
     let settings = &runtime.server;
@@ -65,6 +66,10 @@ pub async fn handle(
         req.method().clone(),
         req.version(),
     );
+    let trace = TraceContext::from_headers(req.headers(), runtime.server.trace_sample_ratio);
+    let trace_id = trace.trace_id;
+    record.trace_id = Some(trace_id);
+    req.extensions_mut().insert(trace);
     record.observation = Some(RequestObservation::start(
         Arc::clone(runtime.metrics.unmatched()),
         peer.requests_in_flight.clone(),
@@ -97,7 +102,8 @@ pub async fn handle(
             record.error = Some(err.slug());
             log_error(&err, &request_id);
             let id = request_id.to_str().unwrap_or("");
-            err.into_response(uri.path(), id, grpc)
+            let trace_id = trace_id.to_string();
+            err.into_traced_response(uri.path(), id, Some(&trace_id), grpc)
                 .map(ResponseBody::full)
         }
     };

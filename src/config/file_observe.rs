@@ -1,0 +1,15 @@
+//! The file model of observability keys added by the observability work: `observability.tracing`.
+//!
+//! Kept apart from `file.rs` so these keys can grow without touching the shared model.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// W3C trace context handling.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileTracing {
+    /// Share of new traces (requests without a valid `traceparent`) marked sampled, 0 to 1
+    /// (default 0). A client's own sampling decision is always kept (parent-based).
+    pub sample_ratio: Option<f64>,
+}
