@@ -132,6 +132,8 @@ pub struct ServerSettings {
     pub via_entry: HeaderValue,
     /// The pseudonym in our `Via` entry, for loop detection.
     pub via_name: String,
+    /// Whether requests and upstream tries are counted (`observability.metrics.enabled`).
+    pub metrics_enabled: bool,
     /// Share of new traces marked sampled (`observability.tracing.sample_ratio`).
     pub trace_sample_ratio: f64,
 }

@@ -309,3 +309,31 @@ async fn counters_keep_counting_across_a_reload() {
         Some(1.0)
     );
 }
+
+#[tokio::test]
+async fn counting_can_be_switched_off_while_state_series_stay() {
+    let app = Upstream::start("app").await;
+    let dead = dead_url().await;
+    let yaml = config(&app, &dead).replace(
+        "observability: { access_log: { format: off } }",
+        "observability: { access_log: { format: off }, metrics: { enabled: false } }",
+    );
+    let gw = TestGateway::start_with(&yaml, &[]).await;
+    assert_eq!(http1_client().get(&gw.url("/users/1")).await.0, 200);
+    let (_, text) = scrape(&gw, None).await;
+    let s = parse(&text, false);
+    assert_eq!(
+        value(
+            &s,
+            "gantry_requests_total",
+            &[
+                ("route", "users"),
+                ("method", "GET"),
+                ("status_class", "2xx")
+            ]
+        ),
+        None,
+        "{text}"
+    );
+    assert!(text.contains("gantry_config_info{"), "{text}");
+}

@@ -275,6 +275,7 @@ fn server_settings(loaded: &LoadedFile, errors: &mut Vec<ConfigError>) -> Server
         via_entry,
         via_name,
         trace_sample_ratio: trace_sample_ratio(loaded, errors),
+        metrics_enabled: loaded.config.observability.metrics.enabled,
     }
 }
 

@@ -125,6 +125,9 @@ pub struct FileObservability {
     /// One line per request.
     #[serde(default)]
     pub access_log: FileAccessLog,
+    /// Request and upstream counters (`enabled`, default true).
+    #[serde(default)]
+    pub metrics: super::file_observe::FileMetrics,
     /// W3C trace context: `sample_ratio` for new traces.
     #[serde(default)]
     pub tracing: super::file_observe::FileTracing,

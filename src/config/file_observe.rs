@@ -5,6 +5,26 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// Metrics on the admin listener's `/metrics`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileMetrics {
+    /// Count requests and upstream tries (default true). State series (config, targets,
+    /// breakers, TLS) are read at scrape time and always served.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+}
+
+impl Default for FileMetrics {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+fn enabled() -> bool {
+    true
+}
+
 /// W3C trace context handling.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

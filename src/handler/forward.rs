@@ -319,21 +319,23 @@ async fn forward_with_retries(
             },
             Ok(Ok((response, connection))) => TryOutcome::Response(response, connection),
         };
-        let observed = match &outcome {
-            TryOutcome::Response(response, _) => {
-                metrics::TryOutcome::Status(response.status().as_u16())
-            }
-            TryOutcome::Failed(_, FailureKind::Connect) => metrics::TryOutcome::ConnectError,
-            TryOutcome::Failed(_, FailureKind::Reset) => metrics::TryOutcome::Reset,
-            TryOutcome::Failed(_, FailureKind::Timeout) => metrics::TryOutcome::Timeout,
-            TryOutcome::Failed(_, FailureKind::Client) => metrics::TryOutcome::ClientError,
-        };
-        route.metrics.upstream().upstream_try(
-            &cluster.name,
-            &target.authority,
-            observed,
-            try_started.elapsed(),
-        );
+        if settings.metrics_enabled {
+            let observed = match &outcome {
+                TryOutcome::Response(response, _) => {
+                    metrics::TryOutcome::Status(response.status().as_u16())
+                }
+                TryOutcome::Failed(_, FailureKind::Connect) => metrics::TryOutcome::ConnectError,
+                TryOutcome::Failed(_, FailureKind::Reset) => metrics::TryOutcome::Reset,
+                TryOutcome::Failed(_, FailureKind::Timeout) => metrics::TryOutcome::Timeout,
+                TryOutcome::Failed(_, FailureKind::Client) => metrics::TryOutcome::ClientError,
+            };
+            route.metrics.upstream().upstream_try(
+                &cluster.name,
+                &target.authority,
+                observed,
+                try_started.elapsed(),
+            );
+        }
         // Every try counts toward the breaker and its target's health.
         let upstream_failed = match &outcome {
             TryOutcome::Response(response, _) => response.status().is_server_error(),
@@ -366,7 +368,7 @@ async fn forward_with_retries(
             && state
                 .budget
                 .try_withdraw(retry.budget_ratio, retry.min_retries_per_second);
-        if wants_retry && !may_retry {
+        if wants_retry && !may_retry && settings.metrics_enabled {
             route
                 .metrics
                 .upstream()
@@ -378,7 +380,9 @@ async fn forward_with_retries(
                 drop(outcome);
                 drop(in_flight);
                 tracing::debug!(upstream = %cluster.name, target = %target.authority, attempt, "retrying");
-                route.metrics.upstream().retry(&cluster.name);
+                if settings.metrics_enabled {
+                    route.metrics.upstream().retry(&cluster.name);
+                }
                 tried.push(target);
                 tokio::time::sleep(backoff).await;
                 continue;

@@ -70,10 +70,12 @@ pub async fn handle(
     let trace_id = trace.trace_id;
     record.trace_id = Some(trace_id);
     req.extensions_mut().insert(trace);
-    record.observation = Some(RequestObservation::start(
-        Arc::clone(runtime.metrics.unmatched()),
-        peer.requests_in_flight.clone(),
-    ));
+    if settings.metrics_enabled {
+        record.observation = Some(RequestObservation::start(
+            Arc::clone(runtime.metrics.unmatched()),
+            peer.requests_in_flight.clone(),
+        ));
+    }
     if record.is_enabled() {
         record.request_id = request_id.to_str().unwrap_or("").to_owned();
         record.path = redact_path_and_query(uri.path(), uri.query());
