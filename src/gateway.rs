@@ -132,9 +132,18 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
             None => None,
         };
     let runtime = Arc::clone(&config.runtime);
+    let spans = runtime
+        .file
+        .observability
+        .tracing
+        .otlp_endpoint
+        .as_ref()
+        .filter(|endpoint| !endpoint.is_empty())
+        .map(|endpoint| crate::observe::otlp::SpanExporter::start(endpoint.clone()));
     let state = Arc::new(EdgeState {
         runtime: ArcSwap::new(Arc::clone(&runtime)),
         access_log,
+        spans,
     });
     let mut listeners = BTreeMap::new();
     for settings in &config.listeners {

@@ -183,3 +183,147 @@ async fn problem_json_carries_the_trace_id() {
     assert_eq!(body["trace_id"], CLIENT_TRACE);
     assert_eq!(app.request_count(), 0);
 }
+
+mod collector {
+    //! A tiny OTLP/gRPC trace collector on a loopback port: every export request it receives is
+    //! passed to the test over a channel.
+
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::service::TowerToHyperService;
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+        TraceService, TraceServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    use tokio::sync::mpsc;
+
+    struct Sink(mpsc::UnboundedSender<ExportTraceServiceRequest>);
+
+    #[tonic::async_trait]
+    impl TraceService for Sink {
+        async fn export(
+            &self,
+            request: tonic::Request<ExportTraceServiceRequest>,
+        ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+            let _ = self.0.send(request.into_inner());
+            Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+        }
+    }
+
+    /// A running collector: its URL and the spans it has received.
+    pub struct Collector {
+        pub url: String,
+        received: mpsc::UnboundedReceiver<ExportTraceServiceRequest>,
+        pub spans: Vec<Span>,
+    }
+
+    impl Collector {
+        pub async fn start() -> Self {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            let (tx, received) = mpsc::unbounded_channel();
+            let service = TraceServiceServer::new(Sink(tx));
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let service = TowerToHyperService::new(service.clone());
+                    tokio::spawn(async move {
+                        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                            .http2_only()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            });
+            Self {
+                url,
+                received,
+                spans: Vec::new(),
+            }
+        }
+
+        /// Waits (bounded at 10 s, a safety net) until `n` spans have arrived.
+        pub async fn wait_for_spans(&mut self, n: usize) {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+            while self.spans.len() < n {
+                let request = tokio::time::timeout_at(deadline, self.received.recv())
+                    .await
+                    .expect("the collector received too few spans")
+                    .expect("collector stopped");
+                for resource in request.resource_spans {
+                    for scope in resource.scope_spans {
+                        self.spans.extend(scope.spans);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn sampled_requests_are_exported_to_an_otlp_collector_and_unsampled_ones_are_not() {
+    use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+
+    let mut collector = collector::Collector::start().await;
+    let app = Upstream::start("app").await;
+    let gw = gateway(
+        &app,
+        "",
+        &format!(
+            "  tracing: {{ sample_ratio: 0, otlp_endpoint: \"{}\" }}",
+            collector.url
+        ),
+    )
+    .await;
+    // Unsampled first (client flag 00, ratio 0): nothing may be exported for it.
+    let unsampled = "00-11111111111111111111111111111111-2222222222222222-00";
+    assert_eq!(
+        get_with(&gw, "/api/quiet", &[("traceparent", unsampled)])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get_with(&gw, "/api/x", &[("traceparent", CLIENT)])
+            .await
+            .status,
+        200
+    );
+    collector.wait_for_spans(2).await;
+    let spans = &collector.spans;
+    assert!(
+        spans.iter().all(|s| hex(&s.trace_id) == CLIENT_TRACE),
+        "only the sampled trace is exported"
+    );
+    let server = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Server as i32)
+        .expect("the gateway's span");
+    let client = spans
+        .iter()
+        .find(|s| s.kind == SpanKind::Client as i32)
+        .expect("the upstream try's span");
+    assert_eq!(
+        hex(&server.parent_span_id),
+        "00f067aa0ba902b7",
+        "child of the client's span"
+    );
+    assert_eq!(
+        client.parent_span_id, server.span_id,
+        "the try is a child of the gateway span"
+    );
+    assert!(server.end_time_unix_nano >= server.start_time_unix_nano);
+    let seen = app.last_request().unwrap();
+    let (trace, span, _) = split(seen.headers["traceparent"].to_str().unwrap());
+    assert_eq!(trace, CLIENT_TRACE);
+    assert_eq!(
+        span,
+        hex(&client.span_id),
+        "the upstream's parent is the try span"
+    );
+}

@@ -280,6 +280,17 @@ fn server_settings(loaded: &LoadedFile, errors: &mut Vec<ConfigError>) -> Server
 }
 
 fn trace_sample_ratio(loaded: &LoadedFile, errors: &mut Vec<ConfigError>) -> f64 {
+    if let Some(endpoint) = &loaded.config.observability.tracing.otlp_endpoint
+        && !endpoint.is_empty()
+        && endpoint.parse::<http::Uri>().map_or(true, |uri| {
+            !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none()
+        })
+    {
+        errors.push(loaded.error(
+            "observability.tracing.otlp_endpoint",
+            "expected http://HOST:PORT or https://HOST:PORT",
+        ));
+    }
     let ratio = loaded
         .config
         .observability

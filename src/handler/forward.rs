@@ -281,10 +281,17 @@ async fn forward_with_retries(
             websocket,
         )?;
         set_deadline_headers(&mut parts.headers, try_timeout, grpc);
-        if let Some(trace) = &trace {
+        let try_span = trace.as_ref().map(|trace| {
             // Each try is its own span: the upstream sees a new parent id per try.
-            trace.inject(&mut parts.headers);
-        }
+            let span = trace.inject(&mut parts.headers);
+            (
+                span,
+                trace
+                    .exporter
+                    .as_ref()
+                    .map(|_| std::time::SystemTime::now()),
+            )
+        });
         if record.is_enabled() {
             record.target = Some(target.authority.clone());
         }
@@ -334,6 +341,22 @@ async fn forward_with_retries(
                 &target.authority,
                 observed,
                 try_started.elapsed(),
+            );
+        }
+        if let (Some(trace), Some((span, Some(started)))) = (&trace, try_span)
+            && let Some(exporter) = &trace.exporter
+        {
+            let status = match &outcome {
+                TryOutcome::Response(response, _) => Some(response.status().as_u16()),
+                TryOutcome::Failed(..) => None,
+            };
+            exporter.try_span(
+                trace,
+                span,
+                &cluster.name,
+                &target.authority,
+                status,
+                started,
             );
         }
         // Every try counts toward the breaker and its target's health.

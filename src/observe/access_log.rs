@@ -126,6 +126,8 @@ pub struct AccessRecord {
     pub body_error: Option<BodyFailure>,
     /// The request body's progress, read when the line is written.
     pub request_body: Option<Arc<BodyProgress>>,
+    /// The sampled trace whose server span is exported when the record is done.
+    pub trace: Option<crate::observe::tracing::TraceContext>,
     /// The W3C trace id (32 hex digits).
     pub trace_id: Option<crate::observe::tracing::TraceId>,
     /// Request metrics, counted when the record is done (whether or not the log is on).
@@ -162,6 +164,7 @@ impl AccessRecord {
             request_body: None,
             observation: None,
             trace_id: None,
+            trace: None,
         }
     }
 
@@ -220,6 +223,17 @@ impl AccessRecord {
 
 impl Drop for AccessRecord {
     fn drop(&mut self) {
+        if let Some(trace) = self.trace.take()
+            && let Some(exporter) = &trace.exporter
+        {
+            exporter.server_span(
+                &trace,
+                self.route.as_deref(),
+                &self.method,
+                self.status,
+                self.started_wall,
+            );
+        }
         if let Some(observation) = self.observation.take() {
             observation.finish(&self.method, self.status, self.started.elapsed());
         }

@@ -50,7 +50,7 @@ impl fmt::Display for SpanId {
 }
 
 /// The trace one request belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct TraceContext {
     /// The trace id (the client's, or new).
     pub trace_id: TraceId,
@@ -62,6 +62,8 @@ pub struct TraceContext {
     pub sampled: bool,
     /// The client's `tracestate`, passed on unchanged when its `traceparent` was valid.
     pub tracestate: Option<HeaderValue>,
+    /// Where this request's spans go: set only for sampled requests when export is on.
+    pub exporter: Option<std::sync::Arc<crate::observe::otlp::SpanExporter>>,
 }
 
 impl TraceContext {
@@ -86,6 +88,7 @@ impl TraceContext {
                 span,
                 sampled,
                 tracestate,
+                exporter: None,
             };
         }
         Self {
@@ -94,6 +97,7 @@ impl TraceContext {
             span,
             sampled: sample_ratio > 0.0 && rand::random::<f64>() < sample_ratio,
             tracestate: None,
+            exporter: None,
         }
     }
 

@@ -46,6 +46,8 @@ pub struct EdgeState {
     pub runtime: ArcSwap<Runtime>,
     /// The access log, when on.
     pub access_log: Option<Arc<AccessLog>>,
+    /// OTLP export of sampled spans, when `observability.tracing.otlp_endpoint` is set.
+    pub spans: Option<Arc<crate::observe::otlp::SpanExporter>>,
 }
 
 /// Handles one request; never fails (errors become responses).
@@ -66,9 +68,16 @@ pub async fn handle(
         req.method().clone(),
         req.version(),
     );
-    let trace = TraceContext::from_headers(req.headers(), runtime.server.trace_sample_ratio);
+    let mut trace = TraceContext::from_headers(req.headers(), runtime.server.trace_sample_ratio);
     let trace_id = trace.trace_id;
     record.trace_id = Some(trace_id);
+    if trace.sampled {
+        // Only sampled requests carry the exporter: unsampled ones never build a span.
+        trace.exporter.clone_from(&state.spans);
+        if trace.exporter.is_some() {
+            record.trace = Some(trace.clone());
+        }
+    }
     req.extensions_mut().insert(trace);
     if settings.metrics_enabled {
         record.observation = Some(RequestObservation::start(
