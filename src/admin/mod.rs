@@ -2,7 +2,7 @@
 //!
 //! It runs on its own address (`admin.address`), never on a public listener. Everything under
 //! `/admin/` needs `Authorization: Bearer <admin.token>` when a token is configured (compared in
-//! constant time); `/healthz`, `/readyz` and `/metrics` need none. Answers are JSON; errors are
+//! constant time); `/healthz`, `/readyz`, `/metrics` and `/dashboard` need none. Answers are JSON; errors are
 //! problem+json in the same shape as the gateway's own. A dozen fixed endpoints are matched with one
 //! `match`, which keeps the admin API free of a web framework.
 
@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use crate::gateway::{ReloadError, RunningGateway};
 use crate::runtime::AdminSettings;
 
+mod dashboard;
 mod metrics;
 
 /// The OpenAPI description of this API, served at `GET /admin/openapi.json`.
@@ -84,6 +85,8 @@ async fn handle(
         "/healthz"
         | "/readyz"
         | "/metrics"
+        | "/dashboard"
+        | "/dashboard/state.json"
         | "/admin/config"
         | "/admin/routes"
         | "/admin/upstreams"
@@ -114,6 +117,8 @@ async fn handle(
         "/healthz" => json(StatusCode::OK, &serde_json::json!({ "status": "alive" })),
         "/readyz" => readiness(gateway, &path),
         "/metrics" => metrics(gateway, req.headers().get(header::ACCEPT)).await,
+        "/dashboard" => dashboard::page(),
+        "/dashboard/state.json" => json(StatusCode::OK, &dashboard::state(gateway)),
         "/admin/config" => {
             let runtime = gateway.runtime();
             json(

@@ -104,6 +104,27 @@ pub struct Metrics {
     requests_in_flight: Family<ListenerLabel, Gauge>,
     auth_failures: Family<AuthLabels, Counter>,
     unmatched: Arc<RouteMetrics>,
+    recent_errors: std::sync::Mutex<std::collections::VecDeque<RecentError>>,
+}
+
+/// How many recent errors the dashboard keeps.
+pub const RECENT_ERRORS: usize = 50;
+
+/// One error answer, for the dashboard's list of recent errors.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecentError {
+    /// When (Unix seconds).
+    pub at_unix: f64,
+    /// The request id the client got.
+    pub request_id: String,
+    /// The trace id.
+    pub trace_id: String,
+    /// Route, when one matched.
+    pub route: Option<String>,
+    /// Status sent.
+    pub status: u16,
+    /// Problem type slug.
+    pub kind: &'static str,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -141,6 +162,9 @@ impl Metrics {
             requests_in_flight: Family::default(),
             auth_failures: Family::default(),
             unmatched,
+            recent_errors: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(
+                RECENT_ERRORS,
+            )),
         }
     }
 
@@ -176,6 +200,24 @@ impl Metrics {
                 reason: Arc::from(reason),
             })
             .inc();
+    }
+
+    /// Remembers an error answer (the oldest is forgotten past [`RECENT_ERRORS`]).
+    pub fn record_error(&self, error: RecentError) {
+        if let Ok(mut errors) = self.recent_errors.lock() {
+            if errors.len() == RECENT_ERRORS {
+                errors.pop_front();
+            }
+            errors.push_back(error);
+        }
+    }
+
+    /// The recent errors, newest first.
+    pub fn recent_errors(&self) -> Vec<RecentError> {
+        self.recent_errors
+            .lock()
+            .map(|errors| errors.iter().rev().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Registers every event-driven family into a registry built for one scrape.

@@ -112,6 +112,18 @@ pub async fn handle(
         Err(err) => {
             record.error = Some(err.slug());
             log_error(&err, &request_id);
+            runtime
+                .metrics
+                .record_error(crate::observe::metrics::RecentError {
+                    at_unix: std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0.0, |d| d.as_secs_f64()),
+                    request_id: request_id.to_str().unwrap_or("").to_owned(),
+                    trace_id: trace_id.to_string(),
+                    route: record.route.as_deref().map(str::to_owned),
+                    status: err.status().as_u16(),
+                    kind: err.slug(),
+                });
             let id = request_id.to_str().unwrap_or("");
             let trace_id = trace_id.to_string();
             err.into_traced_response(uri.path(), id, Some(&trace_id), grpc)
