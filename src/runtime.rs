@@ -113,6 +113,8 @@ pub struct Route {
     pub websocket: bool,
     /// Static answer when the upstream is open-circuited, unhealthy or timed out.
     pub fallback: Option<Arc<crate::handler::forward::Fallback>>,
+    /// Share of successful requests written to the access log (1 = all).
+    pub log_successes: f64,
     /// Metric handles, made at compile time from the gateway's long-lived families.
     pub metrics: Arc<crate::observe::metrics::RouteMetrics>,
 }

@@ -327,3 +327,57 @@ async fn sampled_requests_are_exported_to_an_otlp_collector_and_unsampled_ones_a
         "the upstream's parent is the try span"
     );
 }
+
+#[tokio::test]
+async fn sampled_routes_log_every_error_and_only_their_share_of_successes() {
+    let app = Upstream::start("app").await;
+    let yaml = format!(
+        "version: 1
+listeners: [{{ name: public, address: \"127.0.0.1:0\" }}]
+observability:
+  access_log: {{ format: json, output: \"${{LOG}}\", sample_successes: {{ busy: 0 }} }}
+upstreams:
+  app:
+    targets: [{{ url: \"{}\" }}]
+routes:
+  - {{ name: busy, match: {{ path_prefix: /busy }}, rewrite: {{ strip_prefix: /busy }}, upstream: app }}
+  - {{ name: quiet, match: {{ path_prefix: /quiet }}, upstream: app }}
+",
+        app.url()
+    );
+    let gw = TestGateway::start_with(&yaml, &[]).await;
+    let client = http1_client();
+    for i in 0..5 {
+        assert_eq!(client.get(&gw.url(&format!("/busy/{i}"))).await.0, 200);
+    }
+    assert_eq!(client.get(&gw.url("/busy/status/503")).await.0, 503);
+    assert_eq!(client.get(&gw.url("/quiet/1")).await.0, 200);
+    let log = gw.access_log(2).await;
+    let paths: Vec<&str> = log.iter().map(|l| l["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["/busy/status/503", "/quiet/1"]);
+}
+
+#[test]
+fn sampling_a_route_that_does_not_exist_is_rejected() {
+    let yaml = "version: 1
+listeners: [{ name: public, address: \"127.0.0.1:0\" }]
+observability:
+  access_log: { sample_successes: { nosuch: 0.5, all: 2 } }
+upstreams:
+  app: { targets: [{ url: \"http://127.0.0.1:1\" }] }
+routes:
+  - { name: all, match: { path_prefix: / }, upstream: app }
+";
+    let errors = gantry::config::load_str("t.yaml", yaml)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        errors.contains("observability.access_log.sample_successes.nosuch: no route is named"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("observability.access_log.sample_successes.all: must be between 0 and 1"),
+        "{errors}"
+    );
+}

@@ -280,6 +280,14 @@ fn server_settings(loaded: &LoadedFile, errors: &mut Vec<ConfigError>) -> Server
 }
 
 fn trace_sample_ratio(loaded: &LoadedFile, errors: &mut Vec<ConfigError>) -> f64 {
+    for (route, ratio) in &loaded.config.observability.access_log.sample_successes {
+        let key = format!("observability.access_log.sample_successes.{route}");
+        if !(0.0..=1.0).contains(ratio) {
+            errors.push(loaded.error(key, "must be between 0 and 1"));
+        } else if !loaded.config.routes.iter().any(|r| r.name == *route) {
+            errors.push(loaded.error(key, format!("no route is named \"{route}\"")));
+        }
+    }
     if let Some(endpoint) = &loaded.config.observability.tracing.otlp_endpoint
         && !endpoint.is_empty()
         && endpoint.parse::<http::Uri>().map_or(true, |uri| {
@@ -557,6 +565,13 @@ fn route_table(
             headers,
             query,
             value: Arc::new(Route {
+                log_successes: file
+                    .observability
+                    .access_log
+                    .sample_successes
+                    .get(&route.name)
+                    .copied()
+                    .unwrap_or(1.0),
                 metrics: metrics.route(&Arc::from(route.name.as_str())),
                 name: Arc::from(route.name.as_str()),
                 upstream: Arc::clone(upstream),

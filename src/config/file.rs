@@ -143,6 +143,10 @@ pub struct FileAccessLog {
     /// `stdout`, `stderr` or a file path.
     #[serde(default = "default_log_output")]
     pub output: String,
+    /// Per route name, the share (0 to 1) of successful requests (status below 400, no gateway
+    /// error) that are logged; errors are always logged. Routes not named log every request.
+    #[serde(default)]
+    pub sample_successes: std::collections::BTreeMap<String, f64>,
 }
 
 impl Default for FileAccessLog {
@@ -150,6 +154,7 @@ impl Default for FileAccessLog {
         Self {
             format: default_log_format(),
             output: default_log_output(),
+            sample_successes: std::collections::BTreeMap::new(),
         }
     }
 }

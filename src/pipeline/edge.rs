@@ -177,6 +177,7 @@ async fn route_and_forward(
         }
     };
     record.route = Some(route.name.clone());
+    record.log_successes = route.log_successes;
     if let Some(observation) = &mut record.observation {
         observation.route = Arc::clone(&route.metrics);
     }
