@@ -38,6 +38,12 @@ struct ListenerResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerVersionLabel {
+    listener: Arc<str>,
+    version: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UpstreamLabel {
     upstream: Arc<str>,
 }
@@ -143,6 +149,7 @@ fn listener_series(
         return;
     }
     let handshakes: Family<ListenerResultLabel, Counter> = Family::default();
+    let by_version: Family<ListenerVersionLabel, Counter> = Family::default();
     let reloads: Family<ListenerLabel, Counter> = Family::default();
     let rejections: Family<ListenerLabel, Counter> = Family::default();
     for (name, stats) in tls {
@@ -156,6 +163,17 @@ fn listener_series(
                 .get_or_create(&ListenerResultLabel {
                     listener: Arc::clone(name),
                     result,
+                })
+                .inc_by(count);
+        }
+        for (version, count) in [
+            ("1.2", stats.completed_tls12),
+            ("1.3", stats.completed_tls13),
+        ] {
+            by_version
+                .get_or_create(&ListenerVersionLabel {
+                    listener: Arc::clone(name),
+                    version,
                 })
                 .inc_by(count);
         }
@@ -173,6 +191,11 @@ fn listener_series(
         "gantry_tls_handshakes",
         "TLS connections by handshake outcome.",
         handshakes,
+    );
+    registry.register(
+        "gantry_tls_handshakes_by_version",
+        "Completed TLS handshakes by protocol version.",
+        by_version,
     );
     registry.register(
         "gantry_tls_certificate_reloads",
