@@ -363,6 +363,7 @@ fn sampling_a_route_that_does_not_exist_is_rejected() {
 listeners: [{ name: public, address: \"127.0.0.1:0\" }]
 observability:
   access_log: { sample_successes: { nosuch: 0.5, all: 2 } }
+  tracing: { otlp_endpoint: \"https://collector:4317\", sample_ratio: 1.5 }
 upstreams:
   app: { targets: [{ url: \"http://127.0.0.1:1\" }] }
 routes:
@@ -378,6 +379,14 @@ routes:
     );
     assert!(
         errors.contains("observability.access_log.sample_successes.all: must be between 0 and 1"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("observability.tracing.otlp_endpoint: expected http://HOST:PORT"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("observability.tracing.sample_ratio: must be between 0 and 1"),
         "{errors}"
     );
 }

@@ -32,7 +32,7 @@ pub struct FileTracing {
     /// Share of new traces (requests without a valid `traceparent`) marked sampled, 0 to 1
     /// (default 0). A client's own sampling decision is always kept (parent-based).
     pub sample_ratio: Option<f64>,
-    /// OTLP/gRPC collector (`http://host:4317`) that sampled spans are sent to; empty or absent =
-    /// no export. Read when the gateway starts (a reload does not change it).
+    /// OTLP/gRPC collector (`http://host:4317`, no TLS) that sampled spans are sent to; empty or
+    /// absent = no export. Read when the gateway starts (a reload does not change it).
     pub otlp_endpoint: Option<String>,
 }
