@@ -455,6 +455,7 @@ fn cluster(
             Some(Arc::new(Target {
                 health,
                 pool: ConnectionPool::new(connect_to, pool.clone()),
+                metric_label: Arc::from(authority.as_str()),
                 authority,
                 authority_header,
                 weight,

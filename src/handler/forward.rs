@@ -338,7 +338,7 @@ async fn forward_with_retries(
             };
             route.metrics.upstream().upstream_try(
                 &cluster.name,
-                &target.authority,
+                &target.metric_label,
                 observed,
                 try_started.elapsed(),
             );

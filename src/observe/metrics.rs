@@ -273,14 +273,14 @@ impl UpstreamMetrics {
     pub fn upstream_try(
         &self,
         upstream: &Arc<str>,
-        target: &str,
+        target: &Arc<str>,
         outcome: TryOutcome,
         took: Duration,
     ) {
         self.duration
             .get_or_create(&UpstreamCallLabels {
                 upstream: Arc::clone(upstream),
-                target: Arc::from(target),
+                target: Arc::clone(target),
                 outcome: outcome.label(),
             })
             .observe(took.as_secs_f64());
