@@ -229,6 +229,9 @@ pub enum GatewayError {
     /// Missing or invalid credentials.
     #[error("authentication failed: {reason}")]
     Unauthorized {
+        /// The auth method whose check failed last (`jwt`, `api_key` …; `none` when no
+        /// credential was sent), for the `gantry_auth_failures_total` metric.
+        method: &'static str,
         /// Why, without echoing the credential.
         reason: &'static str,
         /// `WWW-Authenticate` challenges, one per accepted scheme.
@@ -243,6 +246,8 @@ pub enum GatewayError {
     /// Credentials could not be checked right now (IdP down, password checks saturated).
     #[error("authentication unavailable: {reason}")]
     AuthUnavailable {
+        /// The auth method that could not decide.
+        method: &'static str,
         /// What could not be done.
         reason: &'static str,
     },
@@ -290,6 +295,17 @@ impl GatewayError {
             }
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::AuthUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// For the auth-failure metric: the method and a short fixed reason, when this error is a
+    /// refused or undecided credential check.
+    pub fn auth_failure(&self) -> Option<(&'static str, &str)> {
+        match self {
+            Self::Unauthorized { method, reason, .. } => Some((method, reason)),
+            Self::AuthUnavailable { method, reason } => Some((method, reason)),
+            Self::Forbidden { .. } => Some(("authorization", "forbidden")),
+            _ => None,
         }
     }
 
@@ -425,11 +441,22 @@ impl GatewayError {
 
     /// The one place an error becomes a response. `instance` is the request path without query.
     pub fn into_response(self, instance: &str, request_id: &str, grpc: bool) -> Response<Bytes> {
+        self.into_traced_response(instance, request_id, None, grpc)
+    }
+
+    /// [`Self::into_response`], with the request's trace id in the problem body.
+    pub fn into_traced_response(
+        self,
+        instance: &str,
+        request_id: &str,
+        trace_id: Option<&str>,
+        grpc: bool,
+    ) -> Response<Bytes> {
         let status = self.status();
         let mut rsp = if grpc {
             grpc_trailers_only(self.grpc_status(), &self.detail())
         } else {
-            let body = serde_json::json!({
+            let mut body = serde_json::json!({
                 "type": format!("urn:gantry:problem:{}", self.slug()),
                 "title": status.canonical_reason().unwrap_or("Error"),
                 "status": status.as_u16(),
@@ -437,6 +464,9 @@ impl GatewayError {
                 "instance": instance,
                 "request_id": request_id,
             });
+            if let Some(trace_id) = trace_id {
+                body["trace_id"] = serde_json::Value::from(trace_id);
+            }
             let mut rsp = Response::new(Bytes::from(body.to_string()));
             *rsp.status_mut() = status;
             rsp.headers_mut().insert(

@@ -87,6 +87,8 @@ pub struct ReloadStatus {
 struct ListenerHandle {
     settings: ListenerSettings,
     max_connections: usize,
+    /// One permit per connection the listener may still accept: open = max - available.
+    slots: Arc<Semaphore>,
     bound: SocketAddr,
     stop: watch::Sender<Option<Stop>>,
     task: JoinHandle<TcpListener>,
@@ -131,9 +133,18 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
             None => None,
         };
     let runtime = Arc::clone(&config.runtime);
+    let spans = runtime
+        .file
+        .observability
+        .tracing
+        .otlp_endpoint
+        .as_ref()
+        .filter(|endpoint| !endpoint.is_empty())
+        .map(|endpoint| crate::observe::otlp::SpanExporter::start(endpoint.clone()));
     let state = Arc::new(EdgeState {
         runtime: ArcSwap::new(Arc::clone(&runtime)),
         access_log,
+        spans,
     });
     let mut listeners = BTreeMap::new();
     for settings in &config.listeners {
@@ -202,17 +213,19 @@ fn spawn_listener(
 ) -> ListenerHandle {
     let bound = socket.local_addr().unwrap_or(settings.address);
     let (stop, stop_rx) = watch::channel(None);
+    let slots = Arc::new(Semaphore::new(max_connections.max(1)));
     let task = tokio::spawn(listener::serve(
         socket,
         settings.clone(),
         Arc::clone(state),
         Arc::clone(&graceful),
-        Arc::new(Semaphore::new(max_connections.max(1))),
+        Arc::clone(&slots),
         stop_rx,
     ));
     ListenerHandle {
         settings,
         max_connections,
+        slots,
         bound,
         stop,
         task,
@@ -319,6 +332,21 @@ impl RunningGateway {
             .filter_map(|(name, handle)| {
                 let tls = handle.settings.tls.as_ref()?;
                 Some((Arc::clone(name), tls.stats()))
+            })
+            .collect()
+    }
+
+    /// Open client connections of every listener, in name order (for `/metrics`).
+    pub async fn open_connections(&self) -> Vec<(Arc<str>, usize)> {
+        let listeners = self.shared.listeners.lock().await;
+        listeners
+            .iter()
+            .map(|(name, handle)| {
+                let open = handle
+                    .max_connections
+                    .max(1)
+                    .saturating_sub(handle.slots.available_permits());
+                (Arc::clone(name), open)
             })
             .collect()
     }

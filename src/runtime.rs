@@ -70,6 +70,8 @@ pub struct Runtime {
     pub file: Arc<crate::config::file::FileConfig>,
     /// Consumers, auth providers and `server.ip`, shared by the routes' policies.
     pub security: Arc<crate::policy::Security>,
+    /// Metric families, shared by every snapshot of this gateway (carried over on reload).
+    pub metrics: Arc<crate::observe::metrics::Metrics>,
 }
 
 impl Runtime {
@@ -117,6 +119,10 @@ pub struct Route {
     pub fallback: Option<Arc<crate::handler::forward::Fallback>>,
     /// Route policies (ip, cors, auth); `None` costs nothing.
     pub policies: Option<Box<crate::policy::RoutePolicies>>,
+    /// Share of successful requests written to the access log (1 = all).
+    pub log_successes: f64,
+    /// Metric handles, made at compile time from the gateway's long-lived families.
+    pub metrics: Arc<crate::observe::metrics::RouteMetrics>,
 }
 
 /// Edge settings: trust boundary, ids, limits.
@@ -134,6 +140,10 @@ pub struct ServerSettings {
     pub via_entry: HeaderValue,
     /// The pseudonym in our `Via` entry, for loop detection.
     pub via_name: String,
+    /// Whether requests and upstream tries are counted (`observability.metrics.enabled`).
+    pub metrics_enabled: bool,
+    /// Share of new traces marked sampled (`observability.tracing.sample_ratio`).
+    pub trace_sample_ratio: f64,
 }
 
 /// Size and time limits.

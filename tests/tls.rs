@@ -504,6 +504,15 @@ async fn garbage_plain_http_and_stalled_handshakes_are_closed_and_counted() {
         .await
         .unwrap();
     assert_eq!(conn.get("/echo").await.unwrap().status, 200);
+    wait_for_stats(&gw, |s| s.completed == 1).await;
+    let (_, _, metrics) = support::get(&format!("http://{admin}/metrics")).await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    for line in [
+        "gantry_tls_handshakes_by_version_total{listener=\"public-tls\",version=\"1.3\"} 1",
+        "gantry_tls_handshakes_by_version_total{listener=\"public-tls\",version=\"1.2\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line}\n{metrics}");
+    }
 }
 
 /// Polls the listener's TLS counters until `done` holds (10 s safety net).

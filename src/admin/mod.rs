@@ -2,13 +2,11 @@
 //!
 //! It runs on its own address (`admin.address`), never on a public listener. Everything under
 //! `/admin/` needs `Authorization: Bearer <admin.token>` when a token is configured (compared in
-//! constant time); `/healthz`, `/readyz` and `/metrics` need none. Answers are JSON; errors are
+//! constant time); `/healthz`, `/readyz`, `/metrics` and `/dashboard` need none. Answers are JSON; errors are
 //! problem+json in the same shape as the gateway's own. A dozen fixed endpoints are matched with one
 //! `match`, which keeps the admin API free of a web framework.
 
 use std::convert::Infallible;
-use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
@@ -21,6 +19,9 @@ use tokio::task::JoinHandle;
 
 use crate::gateway::{ReloadError, RunningGateway};
 use crate::runtime::AdminSettings;
+
+mod dashboard;
+mod metrics;
 
 /// The OpenAPI description of this API, served at `GET /admin/openapi.json`.
 const OPENAPI: &str = include_str!("openapi.json");
@@ -84,6 +85,8 @@ async fn handle(
         "/healthz"
         | "/readyz"
         | "/metrics"
+        | "/dashboard"
+        | "/dashboard/state.json"
         | "/admin/config"
         | "/admin/routes"
         | "/admin/upstreams"
@@ -113,7 +116,9 @@ async fn handle(
     match path.as_str() {
         "/healthz" => json(StatusCode::OK, &serde_json::json!({ "status": "alive" })),
         "/readyz" => readiness(gateway, &path),
-        "/metrics" => metrics(gateway).await,
+        "/metrics" => metrics(gateway, req.headers().get(header::ACCEPT)).await,
+        "/dashboard" => dashboard::page(),
+        "/dashboard/state.json" => json(StatusCode::OK, &dashboard::state(gateway)),
         "/admin/config" => {
             let runtime = gateway.runtime();
             json(
@@ -216,141 +221,16 @@ fn upstreams(gateway: &RunningGateway) -> serde_json::Value {
     serde_json::Value::Array(list)
 }
 
-/// Prometheus text exposition of what exists so far (the observability work extends it).
-async fn metrics(gateway: &RunningGateway) -> Response<Full<Bytes>> {
-    let status = gateway.status();
-    let runtime = gateway.runtime();
-    let mut out = String::with_capacity(2048);
-    let _ = writeln!(
-        out,
-        "# HELP gantry_config_info The config in force (version = content fingerprint)."
-    );
-    let _ = writeln!(out, "# TYPE gantry_config_info gauge");
-    let _ = writeln!(
-        out,
-        "gantry_config_info{{version=\"{}\"}} 1",
-        status.version
-    );
-    let _ = writeln!(
-        out,
-        "# HELP gantry_config_loaded_timestamp_seconds When the config in force was loaded."
-    );
-    let _ = writeln!(out, "# TYPE gantry_config_loaded_timestamp_seconds gauge");
-    let _ = writeln!(
-        out,
-        "gantry_config_loaded_timestamp_seconds {:.3}",
-        status.loaded_at_unix
-    );
-    let _ = writeln!(
-        out,
-        "# HELP gantry_config_reloads_total Config reloads by result."
-    );
-    let _ = writeln!(out, "# TYPE gantry_config_reloads_total counter");
-    let _ = writeln!(
-        out,
-        "gantry_config_reloads_total{{result=\"success\"}} {}",
-        status.reloads_succeeded
-    );
-    let _ = writeln!(
-        out,
-        "gantry_config_reloads_total{{result=\"failure\"}} {}",
-        status.reloads_failed
-    );
-    let _ = writeln!(
-        out,
-        "# HELP gantry_config_last_reload_successful Whether the last reload was applied (1) or rejected (0)."
-    );
-    let _ = writeln!(out, "# TYPE gantry_config_last_reload_successful gauge");
-    let _ = writeln!(
-        out,
-        "gantry_config_last_reload_successful {}",
-        u8::from(status.last_error.is_none())
-    );
-    let _ = writeln!(
-        out,
-        "# HELP gantry_draining Whether the gateway is shutting down."
-    );
-    let _ = writeln!(out, "# TYPE gantry_draining gauge");
-    let _ = writeln!(out, "gantry_draining {}", u8::from(gateway.is_draining()));
-    let _ = writeln!(
-        out,
-        "# HELP gantry_upstream_requests_in_flight Requests in flight per target."
-    );
-    let _ = writeln!(out, "# TYPE gantry_upstream_requests_in_flight gauge");
-    for cluster in runtime.upstreams.values() {
-        for target in cluster.targets.load().iter() {
-            let _ = writeln!(
-                out,
-                "gantry_upstream_requests_in_flight{{upstream=\"{}\",target=\"{}\"}} {}",
-                cluster.name,
-                target.authority,
-                target.in_flight.load(Ordering::Relaxed)
-            );
-        }
-    }
-    tls_metrics(&mut out, &gateway.tls_stats_all().await);
-    let mut rsp = Response::new(Full::new(Bytes::from(out)));
+/// Prometheus text by default; OpenMetrics when the scraper's `Accept` asks for it.
+async fn metrics(gateway: &RunningGateway, accept: Option<&HeaderValue>) -> Response<Full<Bytes>> {
+    let format = crate::observe::metrics::Format::negotiate(accept);
+    let body = metrics::render(gateway, format).await;
+    let mut rsp = Response::new(Full::new(Bytes::from(body)));
     rsp.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        HeaderValue::from_static(format.content_type()),
     );
     rsp
-}
-
-/// TLS handshake outcomes and certificate reloads per TLS listener (counted since the listener's
-/// accept loop started: a reload that changes the listener starts it from zero).
-fn tls_metrics(
-    out: &mut String,
-    listeners: &[(std::sync::Arc<str>, crate::server::tls::TlsStats)],
-) {
-    if listeners.is_empty() {
-        return;
-    }
-    let _ = writeln!(
-        out,
-        "# HELP gantry_tls_handshakes_total TLS connections by handshake outcome."
-    );
-    let _ = writeln!(out, "# TYPE gantry_tls_handshakes_total counter");
-    for (name, stats) in listeners {
-        for (result, count) in [
-            ("completed", stats.completed),
-            ("failed", stats.failed),
-            ("timed_out", stats.timed_out),
-            ("plain_http", stats.plain_http),
-        ] {
-            let _ = writeln!(
-                out,
-                "gantry_tls_handshakes_total{{listener=\"{name}\",result=\"{result}\"}} {count}"
-            );
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP gantry_tls_certificate_reloads_total Changed certificate files loaded and swapped in."
-    );
-    let _ = writeln!(out, "# TYPE gantry_tls_certificate_reloads_total counter");
-    for (name, stats) in listeners {
-        let _ = writeln!(
-            out,
-            "gantry_tls_certificate_reloads_total{{listener=\"{name}\"}} {}",
-            stats.certificates_reloaded
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP gantry_tls_certificate_rejections_total Changed certificate files that did not load (the previous certificate stayed)."
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE gantry_tls_certificate_rejections_total counter"
-    );
-    for (name, stats) in listeners {
-        let _ = writeln!(
-            out,
-            "gantry_tls_certificate_rejections_total{{listener=\"{name}\"}} {}",
-            stats.certificates_rejected
-        );
-    }
 }
 
 /// Whether the request carries the admin token (always true when none is configured).

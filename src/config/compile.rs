@@ -159,7 +159,12 @@ fn compile_parts(
         previous.map(|p| &*p.security),
         &mut errors,
     ));
-    let router = route_table(loaded, &upstreams, &security, &mut errors);
+    // Carried over so that counters keep counting across reloads.
+    let metrics = previous.map_or_else(
+        || Arc::new(crate::observe::metrics::Metrics::new()),
+        |p| Arc::clone(&p.metrics),
+    );
+    let router = route_table(loaded, &upstreams, &security, &metrics, &mut errors);
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -205,6 +210,7 @@ fn compile_parts(
             version: version(),
             file: Arc::clone(file),
             security,
+            metrics,
         }),
     })
 }
@@ -274,7 +280,46 @@ fn server_settings(loaded: &LoadedFile, errors: &mut Vec<ConfigError>) -> Server
         },
         via_entry,
         via_name,
+        trace_sample_ratio: trace_sample_ratio(loaded, errors),
+        metrics_enabled: loaded.config.observability.metrics.enabled,
     }
+}
+
+fn trace_sample_ratio(loaded: &LoadedFile, errors: &mut Vec<ConfigError>) -> f64 {
+    for (route, ratio) in &loaded.config.observability.access_log.sample_successes {
+        let key = format!("observability.access_log.sample_successes.{route}");
+        if !(0.0..=1.0).contains(ratio) {
+            errors.push(loaded.error(key, "must be between 0 and 1"));
+        } else if !loaded.config.routes.iter().any(|r| r.name == *route) {
+            errors.push(loaded.error(key, format!("no route is named \"{route}\"")));
+        }
+    }
+    if let Some(endpoint) = &loaded.config.observability.tracing.otlp_endpoint
+        && !endpoint.is_empty()
+        && endpoint.parse::<http::Uri>().map_or(true, |uri| {
+            // Plain h2c only: the build carries no TLS stack for tonic's client (yet).
+            uri.scheme_str() != Some("http") || uri.authority().is_none()
+        })
+    {
+        errors.push(loaded.error(
+            "observability.tracing.otlp_endpoint",
+            "expected http://HOST:PORT (OTLP/gRPC without TLS)",
+        ));
+    }
+    let ratio = loaded
+        .config
+        .observability
+        .tracing
+        .sample_ratio
+        .unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&ratio) {
+        errors.push(loaded.error(
+            "observability.tracing.sample_ratio",
+            "must be between 0 and 1",
+        ));
+        return 0.0;
+    }
+    ratio
 }
 
 fn parse_cidr(text: &str) -> Option<IpNet> {
@@ -416,6 +461,7 @@ fn cluster(
             Some(Arc::new(Target {
                 health,
                 pool: ConnectionPool::new(connect_to, pool.clone()),
+                metric_label: Arc::from(authority.as_str()),
                 authority,
                 authority_header,
                 weight,
@@ -464,6 +510,7 @@ fn route_table(
     loaded: &LoadedFile,
     upstreams: &BTreeMap<String, Arc<UpstreamCluster>>,
     security: &crate::policy::Security,
+    metrics: &crate::observe::metrics::Metrics,
     errors: &mut Vec<ConfigError>,
 ) -> Option<Router<Arc<Route>>> {
     let file: &FileConfig = &loaded.config;
@@ -537,6 +584,14 @@ fn route_table(
             headers,
             query,
             value: Arc::new(Route {
+                log_successes: file
+                    .observability
+                    .access_log
+                    .sample_successes
+                    .get(&route.name)
+                    .copied()
+                    .unwrap_or(1.0),
+                metrics: metrics.route(&Arc::from(route.name.as_str())),
                 name: Arc::from(route.name.as_str()),
                 upstream: upstream.map(Arc::clone),
                 aggregate,

@@ -133,6 +133,12 @@ pub struct FileObservability {
     /// One line per request.
     #[serde(default)]
     pub access_log: FileAccessLog,
+    /// Request and upstream counters (`enabled`, default true).
+    #[serde(default)]
+    pub metrics: super::file_observe::FileMetrics,
+    /// W3C trace context: `sample_ratio` for new traces.
+    #[serde(default)]
+    pub tracing: super::file_observe::FileTracing,
 }
 
 /// Access log settings.
@@ -145,6 +151,10 @@ pub struct FileAccessLog {
     /// `stdout`, `stderr` or a file path.
     #[serde(default = "default_log_output")]
     pub output: String,
+    /// Per route name, the share (0 to 1) of successful requests (status below 400, no gateway
+    /// error) that are logged; errors are always logged. Routes not named log every request.
+    #[serde(default)]
+    pub sample_successes: std::collections::BTreeMap<String, f64>,
 }
 
 impl Default for FileAccessLog {
@@ -152,6 +162,7 @@ impl Default for FileAccessLog {
         Self {
             format: default_log_format(),
             output: default_log_output(),
+            sample_successes: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -20,6 +20,7 @@ mod env;
 mod error;
 pub mod file;
 pub mod file_aggregate;
+pub mod file_observe;
 pub mod file_resilience;
 pub mod file_security;
 pub mod file_tls;

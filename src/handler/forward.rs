@@ -28,6 +28,8 @@ use hyper_util::rt::TokioIo;
 use super::body::{BodyFailure, ConnectionLease, FailureSlot, RequestBody, ResponseBody};
 use crate::error::GatewayError;
 use crate::observe::access_log::AccessRecord;
+use crate::observe::metrics;
+use crate::observe::tracing::TraceContext;
 use crate::pipeline::headers::remove_hop_by_hop;
 use crate::runtime::{Route, ServerSettings};
 use crate::upstream::client::{ConnectError, PooledConnection, SendError};
@@ -101,7 +103,8 @@ pub async fn forward(
         client_upgrade,
         budget: None,
     };
-    let result = forward_with_retries(cluster, call, settings, record).await;
+    let result =
+        forward_with_retries(cluster, call, settings, route.metrics.upstream(), record).await;
     match (result, &route.fallback) {
         (Err(err), Some(fallback)) if serves_fallback(&err) => {
             tracing::debug!(route = %route.name, error = %err, "serving the route's fallback");
@@ -165,9 +168,10 @@ pub async fn forward_to_cluster(
     cluster: &UpstreamCluster,
     call: UpstreamCall,
     settings: &ServerSettings,
+    upstream_metrics: &metrics::UpstreamMetrics,
     record: &mut AccessRecord,
 ) -> Result<Response<ResponseBody>, GatewayError> {
-    forward_with_retries(cluster, call, settings, record).await
+    forward_with_retries(cluster, call, settings, upstream_metrics, record).await
 }
 
 /// The request body: streamed once, or buffered and sent on every try.
@@ -210,6 +214,7 @@ async fn forward_with_retries(
     cluster: &UpstreamCluster,
     call: UpstreamCall,
     settings: &ServerSettings,
+    upstream_metrics: &metrics::UpstreamMetrics,
     record: &mut AccessRecord,
 ) -> Result<Response<ResponseBody>, GatewayError> {
     let resilience = &cluster.resilience;
@@ -290,6 +295,7 @@ async fn forward_with_retries(
         state.budget.deposit();
     }
 
+    let trace = parts.extensions.get::<TraceContext>().cloned();
     let mut template = Some(parts);
     let mut tried: Vec<Arc<Target>> = Vec::new();
     let mut attempt: u32 = 0;
@@ -351,11 +357,23 @@ async fn forward_with_retries(
             websocket,
         )?;
         set_deadline_headers(&mut parts.headers, try_timeout, grpc);
+        let try_span = trace.as_ref().map(|trace| {
+            // Each try is its own span: the upstream sees a new parent id per try.
+            let span = trace.inject(&mut parts.headers);
+            (
+                span,
+                trace
+                    .exporter
+                    .as_ref()
+                    .map(|_| std::time::SystemTime::now()),
+            )
+        });
         if record.is_enabled() {
             record.target = Some(target.authority.clone());
         }
         let in_flight = InFlightGuard::new(target.clone());
         record.tries = attempt;
+        let try_started = Instant::now();
         let outcome = match tokio::time::timeout(
             try_timeout,
             send(cluster, &target, Request::from_parts(parts, body)),
@@ -385,6 +403,39 @@ async fn forward_with_retries(
             },
             Ok(Ok((response, connection))) => TryOutcome::Response(response, connection),
         };
+        if settings.metrics_enabled {
+            let observed = match &outcome {
+                TryOutcome::Response(response, _) => {
+                    metrics::TryOutcome::Status(response.status().as_u16())
+                }
+                TryOutcome::Failed(_, FailureKind::Connect) => metrics::TryOutcome::ConnectError,
+                TryOutcome::Failed(_, FailureKind::Reset) => metrics::TryOutcome::Reset,
+                TryOutcome::Failed(_, FailureKind::Timeout) => metrics::TryOutcome::Timeout,
+                TryOutcome::Failed(_, FailureKind::Client) => metrics::TryOutcome::ClientError,
+            };
+            upstream_metrics.upstream_try(
+                &cluster.name,
+                &target.metric_label,
+                observed,
+                try_started.elapsed(),
+            );
+        }
+        if let (Some(trace), Some((span, Some(started)))) = (&trace, try_span)
+            && let Some(exporter) = &trace.exporter
+        {
+            let status = match &outcome {
+                TryOutcome::Response(response, _) => Some(response.status().as_u16()),
+                TryOutcome::Failed(..) => None,
+            };
+            exporter.try_span(
+                trace,
+                span,
+                &cluster.name,
+                &target.authority,
+                status,
+                started,
+            );
+        }
         // Every try counts toward the breaker and its target's health.
         let status = match &outcome {
             TryOutcome::Response(response, _) => effective_status(response, grpc),
@@ -426,18 +477,24 @@ async fn forward_with_retries(
             Duration::ZERO
         };
         // The budget is asked last: a retry that would not be made must not spend it.
-        if allowed
-            && crate::upstream::clock::later(Instant::now(), backoff) < deadline
-            && state
+        if allowed && crate::upstream::clock::later(Instant::now(), backoff) < deadline {
+            if state
                 .budget
                 .try_withdraw(retry.budget_ratio, retry.min_retries_per_second)
-        {
-            drop(outcome);
-            drop(in_flight);
-            tracing::debug!(upstream = %cluster.name, target = %target.authority, attempt, "retrying");
-            tried.push(target);
-            tokio::time::sleep(backoff).await;
-            continue;
+            {
+                drop(outcome);
+                drop(in_flight);
+                tracing::debug!(upstream = %cluster.name, target = %target.authority, attempt, "retrying");
+                if settings.metrics_enabled {
+                    upstream_metrics.retry(&cluster.name);
+                }
+                tried.push(target);
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+            if settings.metrics_enabled {
+                upstream_metrics.retry_budget_exhausted(&cluster.name);
+            }
         }
         break match outcome {
             TryOutcome::Failed(err, _) => Err(err),

@@ -33,6 +33,7 @@ pub struct AccessLog {
     format: LogFormat,
     lines: SyncSender<String>,
     dropped: AtomicU64,
+    sampled_out: AtomicU64,
 }
 
 impl AccessLog {
@@ -56,7 +57,13 @@ impl AccessLog {
             format,
             lines,
             dropped: AtomicU64::new(0),
+            sampled_out: AtomicU64::new(0),
         }))
+    }
+
+    /// Successful requests not written because of `sample_successes`.
+    pub fn sampled_out(&self) -> u64 {
+        self.sampled_out.load(Ordering::Relaxed)
     }
 
     /// Lines dropped because the writer could not keep up.
@@ -132,6 +139,14 @@ pub struct AccessRecord {
     pub body_error: Option<BodyFailure>,
     /// The request body's progress, read when the line is written.
     pub request_body: Option<Arc<BodyProgress>>,
+    /// The sampled trace whose server span is exported when the record is done.
+    pub trace: Option<crate::observe::tracing::TraceContext>,
+    /// Share of successes written (the matched route's `sample_successes`; 1 = all).
+    pub log_successes: f64,
+    /// The W3C trace id (32 hex digits).
+    pub trace_id: Option<crate::observe::tracing::TraceId>,
+    /// Request metrics, counted when the record is done (whether or not the log is on).
+    pub observation: Option<crate::observe::metrics::RequestObservation>,
 }
 
 impl AccessRecord {
@@ -165,6 +180,10 @@ impl AccessRecord {
             complete: false,
             body_error: None,
             request_body: None,
+            observation: None,
+            trace_id: None,
+            trace: None,
+            log_successes: 1.0,
         }
     }
 
@@ -182,6 +201,7 @@ impl AccessRecord {
         let value = serde_json::json!({
             "time": rfc3339(self.started_wall),
             "request_id": self.request_id,
+            "trace_id": self.trace_id.map(|t| t.to_string()),
             "client_ip": self.client_ip.to_string(),
             "method": self.method.as_str(),
             "path": self.path,
@@ -226,7 +246,26 @@ impl AccessRecord {
 
 impl Drop for AccessRecord {
     fn drop(&mut self) {
+        if let Some(trace) = self.trace.take()
+            && let Some(exporter) = &trace.exporter
+        {
+            exporter.server_span(
+                &trace,
+                self.route.as_deref(),
+                &self.method,
+                self.status,
+                self.started_wall,
+            );
+        }
+        if let Some(observation) = self.observation.take() {
+            observation.finish(&self.method, self.status, self.started.elapsed());
+        }
         if let Some(log) = self.log.take() {
+            let success = self.status < 400 && self.error.is_none() && self.body_error.is_none();
+            if success && self.log_successes < 1.0 && rand::random::<f64>() >= self.log_successes {
+                log.sampled_out.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
             if let Some(progress) = &self.request_body {
                 self.bytes_in = progress.received.load(Ordering::Relaxed);
             }

@@ -1,3 +1,6 @@
-//! Access logs (and later metrics and traces).
+//! Access logs, metrics and traces.
 
 pub mod access_log;
+pub mod metrics;
+pub mod otlp;
+pub mod tracing;

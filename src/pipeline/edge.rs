@@ -32,6 +32,8 @@ use crate::handler::aggregate::AggregateRequest;
 use crate::handler::body::ResponseBody;
 use crate::handler::forward::{ForwardRequest, forward};
 use crate::observe::access_log::{AccessLog, AccessRecord, redact_path_and_query};
+use crate::observe::metrics::RequestObservation;
+use crate::observe::tracing::TraceContext;
 use crate::policy::PolicyOutcome;
 use crate::router::{Lookup, RequestView, normalize_path};
 use crate::runtime::Runtime;
@@ -47,13 +49,15 @@ pub struct EdgeState {
     pub runtime: ArcSwap<Runtime>,
     /// The access log, when on.
     pub access_log: Option<Arc<AccessLog>>,
+    /// OTLP export of sampled spans, when `observability.tracing.otlp_endpoint` is set.
+    pub spans: Option<Arc<crate::observe::otlp::SpanExporter>>,
 }
 
 /// Handles one request; never fails (errors become responses).
 pub async fn handle(
     state: Arc<EdgeState>,
     peer: Arc<Peer>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let runtime = state.runtime.load_full();
     let settings = &runtime.server;
@@ -67,6 +71,23 @@ pub async fn handle(
         req.method().clone(),
         req.version(),
     );
+    let mut trace = TraceContext::from_headers(req.headers(), runtime.server.trace_sample_ratio);
+    let trace_id = trace.trace_id;
+    record.trace_id = Some(trace_id);
+    if trace.sampled {
+        // Only sampled requests carry the exporter: unsampled ones never build a span.
+        trace.exporter.clone_from(&state.spans);
+        if trace.exporter.is_some() {
+            record.trace = Some(trace.clone());
+        }
+    }
+    req.extensions_mut().insert(trace);
+    if settings.metrics_enabled {
+        record.observation = Some(RequestObservation::start(
+            Arc::clone(runtime.metrics.unmatched()),
+            peer.requests_in_flight.clone(),
+        ));
+    }
     if record.is_enabled() {
         record.request_id = request_id.to_str().unwrap_or("").to_owned();
         record.path = redact_path_and_query(uri.path(), uri.query());
@@ -98,8 +119,21 @@ pub async fn handle(
         Err(err) => {
             record.error = Some(err.slug());
             log_error(&err, &request_id);
+            runtime
+                .metrics
+                .record_error(crate::observe::metrics::RecentError {
+                    at_unix: std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0.0, |d| d.as_secs_f64()),
+                    request_id: request_id.to_str().unwrap_or("").to_owned(),
+                    trace_id: trace_id.to_string(),
+                    route: record.route.as_deref().map(str::to_owned),
+                    status: err.status().as_u16(),
+                    kind: err.slug(),
+                });
             let id = request_id.to_str().unwrap_or("");
-            err.into_response(uri.path(), id, grpc)
+            let trace_id = trace_id.to_string();
+            err.into_traced_response(uri.path(), id, Some(&trace_id), grpc)
                 .map(ResponseBody::full)
         }
     };
@@ -168,9 +202,13 @@ async fn route_and_forward(
         }
     };
     record.route = Some(route.name.clone());
+    record.log_successes = route.log_successes;
+    if let Some(observation) = &mut record.observation {
+        observation.route = Arc::clone(&route.metrics);
+    }
     let mut identity = None;
     if let Some(policies) = &route.policies {
-        match crate::policy::apply(
+        let decided = crate::policy::apply(
             policies,
             &runtime.security,
             req.method(),
@@ -179,8 +217,14 @@ async fn route_and_forward(
             record.client_ip,
             cors_headers,
         )
-        .await?
+        .await;
+        if let Err(err) = &decided
+            && settings.metrics_enabled
+            && let Some((method, reason)) = err.auth_failure()
         {
+            runtime.metrics.auth_failure(method, reason);
+        }
+        match decided? {
             PolicyOutcome::Answer(response) => return Ok(response.map(ResponseBody::full)),
             PolicyOutcome::Continue(found) => {
                 if record.is_enabled() {
@@ -254,7 +298,13 @@ async fn route_and_forward(
             host,
             client_ip: client,
         };
-        return crate::handler::aggregate::aggregate(aggregate, request, settings).await;
+        return crate::handler::aggregate::aggregate(
+            aggregate,
+            request,
+            settings,
+            route.metrics.upstream(),
+        )
+        .await;
     }
     let response = forward(
         route,

@@ -134,6 +134,8 @@ pub struct Peer {
     pub tls: bool,
     /// Subject of the verified client certificate (mTLS), sent as `Gantry-Client-Cert-Subject`.
     pub client_cert_subject: Option<HeaderValue>,
+    /// The listener's in-flight request gauge (a detached one until the listener sets it).
+    pub requests_in_flight: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Peer {
@@ -146,6 +148,7 @@ impl Peer {
             ip_header,
             tls: false,
             client_cert_subject: None,
+            requests_in_flight: prometheus_client::metrics::gauge::Gauge::default(),
         }
     }
 
@@ -156,6 +159,13 @@ impl Peer {
             client_cert_subject,
             ..Self::new(addr)
         }
+    }
+
+    /// Counts this connection's requests in `gauge` (its listener's).
+    #[must_use]
+    pub fn counted_in(mut self, gauge: prometheus_client::metrics::gauge::Gauge) -> Self {
+        self.requests_in_flight = gauge;
+        self
     }
 
     /// `https` or `http`, for `X-Forwarded-Proto`.

@@ -51,6 +51,8 @@ pub async fn serve(
     mut stop: watch::Receiver<Option<Stop>>,
 ) -> TcpListener {
     let mut snapshot = state.runtime.load_full();
+    // The metrics outlive every snapshot, so one handle serves the whole loop.
+    let in_flight = snapshot.metrics.listener_in_flight(&settings.name);
     let mut builder = connection_builder(&settings, &snapshot.server.limits);
     // Rotated certificate files are picked up for as long as this loop serves the listener.
     let _cert_watch = settings
@@ -98,12 +100,13 @@ pub async fn serve(
                 state: Arc::clone(&state),
                 watcher: graceful.watcher(),
                 permit,
+                in_flight: in_flight.clone(),
             });
             continue;
         }
         let io = TokioIo::new(IdleIo::new(stream, snapshot.server.limits.idle_timeout));
         let state = Arc::clone(&state);
-        let peer_info = Arc::new(Peer::new(peer));
+        let peer_info = Arc::new(Peer::new(peer).counted_in(in_flight.clone()));
         let service =
             service_fn(move |req| edge::handle(Arc::clone(&state), Arc::clone(&peer_info), req));
         let connection = builder
@@ -131,6 +134,7 @@ struct TlsConnection {
     state: Arc<EdgeState>,
     watcher: Watcher,
     permit: OwnedSemaphorePermit,
+    in_flight: prometheus_client::metrics::gauge::Gauge,
 }
 
 /// Handshakes off the accept loop (a slow client must not stall accepting), then serves HTTP/1.1
@@ -148,13 +152,14 @@ fn spawn_tls_connection(conn: TlsConnection) {
             state,
             watcher,
             permit,
+            in_flight,
         } = conn;
         let Ok((io, negotiated)) = tls.accept(stream, peer, &listener, idle_timeout).await else {
             // Counted and logged by `accept`; dropping the stream closes it.
             drop(permit);
             return;
         };
-        let peer_info = Arc::new(Peer::tls(peer, negotiated.client_subject));
+        let peer_info = Arc::new(Peer::tls(peer, negotiated.client_subject).counted_in(in_flight));
         let service =
             service_fn(move |req| edge::handle(Arc::clone(&state), Arc::clone(&peer_info), req));
         // RFC 9113 §3.2: over TLS, h2 is chosen by ALPN only; without it, HTTP/1.1.

@@ -92,6 +92,8 @@ pub struct TlsSetupError {
 #[derive(Debug, Default)]
 pub struct TlsCounters {
     completed: AtomicU64,
+    completed_tls12: AtomicU64,
+    completed_tls13: AtomicU64,
     failed: AtomicU64,
     timed_out: AtomicU64,
     plain_http: AtomicU64,
@@ -104,6 +106,10 @@ pub struct TlsCounters {
 pub struct TlsStats {
     /// Handshakes that succeeded.
     pub completed: u64,
+    /// Of those, TLS 1.2.
+    pub completed_tls12: u64,
+    /// Of those, TLS 1.3.
+    pub completed_tls13: u64,
     /// Handshakes that failed (bad ClientHello, no shared version, missing or bad client cert).
     pub failed: u64,
     /// Connections closed because the handshake did not finish within `handshake_timeout`.
@@ -243,6 +249,8 @@ impl ListenerTls {
         let c = &self.counters;
         TlsStats {
             completed: c.completed.load(Ordering::Relaxed),
+            completed_tls12: c.completed_tls12.load(Ordering::Relaxed),
+            completed_tls13: c.completed_tls13.load(Ordering::Relaxed),
             failed: c.failed.load(Ordering::Relaxed),
             timed_out: c.timed_out.load(Ordering::Relaxed),
             plain_http: c.plain_http.load(Ordering::Relaxed),
@@ -268,7 +276,18 @@ impl ListenerTls {
         .unwrap_or(Err(HandshakeError::TimedOut));
         let c = &self.counters;
         match &result {
-            Ok(_) => c.completed.fetch_add(1, Ordering::Relaxed),
+            Ok((stream, _)) => {
+                match stream.get_ref().1.protocol_version() {
+                    Some(rustls::ProtocolVersion::TLSv1_3) => {
+                        c.completed_tls13.fetch_add(1, Ordering::Relaxed)
+                    }
+                    Some(rustls::ProtocolVersion::TLSv1_2) => {
+                        c.completed_tls12.fetch_add(1, Ordering::Relaxed)
+                    }
+                    _ => 0,
+                };
+                c.completed.fetch_add(1, Ordering::Relaxed)
+            }
             Err(HandshakeError::TimedOut) => c.timed_out.fetch_add(1, Ordering::Relaxed),
             Err(HandshakeError::PlainHttp) => c.plain_http.fetch_add(1, Ordering::Relaxed),
             Err(HandshakeError::Failed(_)) => c.failed.fetch_add(1, Ordering::Relaxed),

@@ -76,6 +76,8 @@ pub struct Target {
     pub pool: ConnectionPool,
     /// Active and passive health; kept across reloads under (upstream, target).
     pub health: Arc<TargetHealth>,
+    /// `authority` as a shared metric label, so counting a try allocates nothing.
+    pub metric_label: Arc<str>,
 }
 
 impl Target {
@@ -94,6 +96,7 @@ impl Target {
             in_flight: AtomicUsize::new(0),
             pool: ConnectionPool::new(authority.to_owned(), pool.clone()),
             health,
+            metric_label: Arc::from(authority),
         })
     }
 }

@@ -32,6 +32,7 @@ use super::body::ResponseBody;
 use super::forward::{OutgoingBody, UpstreamCall, forward_to_cluster};
 use crate::error::GatewayError;
 use crate::observe::access_log::AccessRecord;
+use crate::observe::metrics::UpstreamMetrics;
 use crate::runtime::ServerSettings;
 use crate::upstream::cluster::UpstreamCluster;
 
@@ -149,6 +150,7 @@ pub async fn aggregate(
     agg: &Aggregate,
     request: AggregateRequest,
     settings: &ServerSettings,
+    metrics: &UpstreamMetrics,
 ) -> Result<Response<ResponseBody>, GatewayError> {
     let deadline = Instant::now() + agg.budget;
     let AggregateRequest {
@@ -229,6 +231,7 @@ pub async fn aggregate(
                         budget,
                         agg.max_body_bytes,
                         settings,
+                        metrics,
                     )
                     .await;
                     (i, outcome)
@@ -415,6 +418,7 @@ async fn run_call(
     budget: Duration,
     max_body: usize,
     settings: &ServerSettings,
+    metrics: &UpstreamMetrics,
 ) -> Outcome {
     if budget.is_zero() {
         return Err(CallError::new(
@@ -431,7 +435,7 @@ async fn run_call(
         request.parts.version,
     );
     let work = async {
-        let response = forward_to_cluster(&call.cluster, request, settings, &mut record)
+        let response = forward_to_cluster(&call.cluster, request, settings, metrics, &mut record)
             .await
             .map_err(|err| CallError::from_gateway(&err))?;
         let status = response.status();

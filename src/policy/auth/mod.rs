@@ -83,6 +83,18 @@ pub enum AuthMethod {
     Provider(Provider),
 }
 
+impl AuthMethod {
+    /// The `method` label of `gantry_auth_failures_total`.
+    fn metric_label(&self) -> &'static str {
+        match self {
+            Self::ApiKey => "api_key",
+            Self::Basic => "basic",
+            Self::Provider(Provider::Jwt(_)) => "jwt",
+            Self::Provider(Provider::Introspection(_)) => "introspection",
+        }
+    }
+}
+
 /// Who the caller is, once authenticated.
 #[derive(Debug, Clone, Default)]
 pub struct Identity {
@@ -158,7 +170,7 @@ impl AuthPolicy {
         headers: &HeaderMap,
         query: Option<&str>,
     ) -> Result<Identity, GatewayError> {
-        let mut failure: Option<AuthFailure> = None;
+        let mut failure: Option<(&'static str, AuthFailure)> = None;
         let mut bearer_refused = false;
         for method in &self.methods {
             let result = match method {
@@ -205,15 +217,18 @@ impl AuthPolicy {
                 }
                 // An undecided check outranks a refusal: the caller should retry, not re-login.
                 Err(err) => {
-                    if !matches!(failure, Some(AuthFailure::Unavailable(_))) {
-                        failure = Some(err);
+                    if !matches!(failure, Some((_, AuthFailure::Unavailable(_)))) {
+                        failure = Some((method.metric_label(), err));
                     }
                 }
             }
         }
         Err(match failure {
-            Some(AuthFailure::Unavailable(reason)) => GatewayError::AuthUnavailable { reason },
-            Some(AuthFailure::Invalid(reason)) => GatewayError::Unauthorized {
+            Some((method, AuthFailure::Unavailable(reason))) => {
+                GatewayError::AuthUnavailable { method, reason }
+            }
+            Some((method, AuthFailure::Invalid(reason))) => GatewayError::Unauthorized {
+                method,
                 reason,
                 challenges: Arc::clone(if bearer_refused {
                     &self.invalid_token_challenges
@@ -222,6 +237,7 @@ impl AuthPolicy {
                 }),
             },
             None => GatewayError::Unauthorized {
+                method: "none",
                 reason: "credentials are required",
                 challenges: Arc::clone(&self.challenges),
             },
