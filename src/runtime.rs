@@ -70,6 +70,8 @@ pub struct Runtime {
     pub file: Arc<crate::config::file::FileConfig>,
     /// Consumers, auth providers and `server.ip`, shared by the routes' policies.
     pub security: Arc<crate::policy::Security>,
+    /// Rate-limit state: Redis store, server-wide limits, local counters kept across reloads.
+    pub rate_limits: Arc<crate::policy::rate_limit::RateLimits>,
 }
 
 impl Runtime {

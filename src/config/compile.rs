@@ -159,7 +159,10 @@ fn compile_parts(
         previous.map(|p| &*p.security),
         &mut errors,
     ));
-    let router = route_table(loaded, &upstreams, &security, &mut errors);
+    let rate_limits =
+        super::compile_rate_limit::registry(loaded, previous.map(|p| &*p.rate_limits), &mut errors);
+    let router = route_table(loaded, &upstreams, &security, &rate_limits, &mut errors);
+    rate_limits.finish();
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -205,6 +208,7 @@ fn compile_parts(
             version: version(),
             file: Arc::clone(file),
             security,
+            rate_limits: Arc::new(rate_limits),
         }),
     })
 }
@@ -464,6 +468,7 @@ fn route_table(
     loaded: &LoadedFile,
     upstreams: &BTreeMap<String, Arc<UpstreamCluster>>,
     security: &crate::policy::Security,
+    rate_limits: &crate::policy::rate_limit::RateLimits,
     errors: &mut Vec<ConfigError>,
 ) -> Option<Router<Arc<Route>>> {
     let file: &FileConfig = &loaded.config;
@@ -532,8 +537,10 @@ fn route_table(
                 rewrite,
                 websocket: route.websocket,
                 fallback: super::compile_resilience::fallback(route),
-                policies: super::compile_security::route_policies(
-                    loaded, i, route, security, errors,
+                policies: super::compile_rate_limit::attach(
+                    super::compile_security::route_policies(loaded, i, route, security, errors),
+                    route,
+                    rate_limits,
                 ),
             }),
         });

@@ -11,6 +11,7 @@
 //! 3. [`compile`] turns the validated file model into the runtime model.
 
 pub mod compile;
+mod compile_rate_limit;
 mod compile_resilience;
 mod compile_security;
 mod compile_tls;
@@ -18,6 +19,7 @@ mod convert;
 mod env;
 mod error;
 pub mod file;
+pub mod file_rate_limit;
 pub mod file_resilience;
 pub mod file_security;
 pub mod file_tls;
@@ -27,6 +29,7 @@ mod structure;
 mod suggest;
 pub mod units;
 mod validate;
+mod validate_rate_limit;
 mod validate_resilience;
 mod validate_security;
 mod validate_tls;
