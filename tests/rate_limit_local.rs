@@ -334,3 +334,28 @@ async fn a_reload_keeps_the_counters_of_unchanged_limits() {
     gw.gateway().reload().await.unwrap();
     assert_eq!(call(&gw, "/api", &[]).await.0, 200);
 }
+
+#[tokio::test]
+async fn upstream_limits_count_every_route_that_forwards_there_together() {
+    let upstream = Upstream::start("backend").await;
+    let text = config(
+        &upstream.url(),
+        "",
+        "  - { name: one, match: { path_prefix: /one }, upstream: backend }
+  - { name: two, match: { path_prefix: /two }, upstream: backend }",
+    )
+    .replace(
+        "    targets: [",
+        "    rate_limit: [{ key: ip, rate: 1/h, burst: 3, name: backend-ip }]\n    targets: [",
+    );
+    let gw = TestGateway::start_with(&text, &[]).await;
+    assert_eq!(call(&gw, "/one", &[]).await.0, 200);
+    assert_eq!(call(&gw, "/two", &[]).await.0, 200);
+    let (status, headers, _) = call(&gw, "/one", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&headers, "ratelimit-policy"),
+        "\"backend-ip\";q=3;w=10800"
+    );
+    assert_eq!(call(&gw, "/two", &[]).await.0, 429);
+}

@@ -75,6 +75,18 @@ pub(crate) fn registry(
         .filter_map(|limit| build(&registry, "server", limit, &mut seen))
         .collect();
     registry.server = server;
+    for (name, upstream) in &loaded.config.upstreams {
+        let scope = format!("upstream:{name}");
+        let mut seen = HashMap::new();
+        let limits: Vec<Arc<Limit>> = upstream
+            .rate_limit
+            .iter()
+            .filter_map(|limit| build(&registry, &scope, limit, &mut seen))
+            .collect();
+        if !limits.is_empty() {
+            registry.upstreams.insert(name.clone(), limits);
+        }
+    }
     registry
 }
 
@@ -89,12 +101,18 @@ pub(crate) fn attach(
         .policies
         .as_ref()
         .map_or(&[][..], |p| p.rate_limit.as_slice());
-    if own.is_empty() && registry.server.is_empty() {
+    let upstream = route
+        .upstream
+        .as_ref()
+        .and_then(|name| registry.upstreams.get(name))
+        .map_or(&[][..], Vec::as_slice);
+    if own.is_empty() && registry.server.is_empty() && upstream.is_empty() {
         return policies;
     }
     let scope = format!("route:{}", route.name);
     let mut seen = HashMap::new();
     let mut limits: Vec<Arc<Limit>> = registry.server.clone();
+    limits.extend(upstream.iter().cloned());
     limits.extend(
         own.iter()
             .filter_map(|limit| build(registry, &scope, limit, &mut seen)),

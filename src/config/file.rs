@@ -215,6 +215,10 @@ pub struct FileUpstream {
     pub load_shedding: Option<FileLoadShedding>,
     /// Targets found in DNS instead of listed (`targets` must then be left out).
     pub discovery: Option<FileDiscovery>,
+    /// Limits on everything forwarded to this upstream, whichever route it came by (counted
+    /// together across those routes), after `server.rate_limit` and before the route's own.
+    #[serde(default)]
+    pub rate_limit: Vec<super::file_rate_limit::FileRateLimit>,
 }
 
 /// One upstream target.

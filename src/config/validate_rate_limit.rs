@@ -32,6 +32,17 @@ pub(crate) fn validate(loaded: &LoadedFile, errors: &mut Vec<ConfigError>) {
             errors,
         );
     }
+    for (name, upstream) in &config.upstreams {
+        for (i, limit) in upstream.rate_limit.iter().enumerate() {
+            check(
+                loaded,
+                &format!("upstreams.{name}.rate_limit[{i}]"),
+                limit,
+                true,
+                errors,
+            );
+        }
+    }
     for (r, route) in config.routes.iter().enumerate() {
         let Some(policies) = &route.policies else {
             continue;

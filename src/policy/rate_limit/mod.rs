@@ -558,6 +558,8 @@ pub struct RateLimits {
     pub redis: Option<SharedRedis>,
     /// `server.rate_limit`, applied on every route before the route's own.
     pub server: Vec<Arc<Limit>>,
+    /// `upstreams.NAME.rate_limit`, by upstream, applied on every route forwarding there.
+    pub upstreams: HashMap<String, Vec<Arc<Limit>>>,
     /// Local stores by limit identity (filled while compiling, then only read).
     locals: Mutex<HashMap<Arc<str>, Arc<LocalStore>>>,
     /// The previous config's local stores, while compiling; emptied by [`RateLimits::finish`].
@@ -588,6 +590,7 @@ impl RateLimits {
             clock,
             redis,
             server: Vec::new(),
+            upstreams: HashMap::new(),
             locals: Mutex::new(HashMap::new()),
             carried: Mutex::new(carried),
         }
