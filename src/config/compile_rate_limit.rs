@@ -183,6 +183,7 @@ fn build(
     let store_name = match limit.store {
         FileLimitStore::Local => "local",
         FileLimitStore::Redis => "redis",
+        FileLimitStore::Hybrid => "hybrid",
     };
     let base = format!(
         "{scope}|{}|{}|{burst}|{store_name}",
@@ -197,6 +198,16 @@ fn build(
             registry.local_store(&identity, limit.max_keys.unwrap_or(DEFAULT_MAX_KEYS)),
         ),
         FileLimitStore::Redis => LimitStore::Redis(Arc::clone(registry.redis.as_ref()?)),
+        FileLimitStore::Hybrid => match kind {
+            LimitKind::Rate(gcra) => LimitStore::Hybrid(registry.hybrid_store(
+                &identity,
+                registry.redis.as_ref()?,
+                gcra,
+                limit.max_keys.unwrap_or(DEFAULT_MAX_KEYS),
+            )),
+            // Quotas always count in Redis.
+            LimitKind::Quota { .. } => LimitStore::Redis(Arc::clone(registry.redis.as_ref()?)),
+        },
     };
     Some(Arc::new(Limit {
         name: Arc::from(limit.name.as_deref().unwrap_or(limit.key.trim())),

@@ -40,7 +40,7 @@ pub struct FileRateLimit {
     pub rate: String,
     /// Requests admitted at once from a full bucket (default: N of the rate).
     pub burst: Option<u64>,
-    /// Where the counters live (default `local`).
+    /// Where the counters live: `local` (default), `redis` or `hybrid`.
     #[serde(default)]
     pub store: FileLimitStore,
     /// What happens when Redis cannot answer (default `allow`).
@@ -65,6 +65,8 @@ pub enum FileLimitStore {
     Local,
     /// Shared through Redis, exact across instances.
     Redis,
+    /// A local allowance per instance, reconciled with Redis every few ms (very high rates).
+    Hybrid,
 }
 
 /// Policy when Redis is unavailable.

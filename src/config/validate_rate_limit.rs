@@ -100,10 +100,10 @@ fn check(
         }
         Err(message) => errors.push(loaded.error(format!("{base}.rate"), message)),
     }
-    if limit.store == FileLimitStore::Redis && loaded.config.redis.is_none() {
+    if limit.store != FileLimitStore::Local && loaded.config.redis.is_none() {
         errors.push(loaded.error(
             format!("{base}.store"),
-            "store: redis needs a top-level redis: { url } block",
+            "store: redis and store: hybrid need a top-level redis: { url } block",
         ));
     }
     if limit.max_keys == Some(0) {
@@ -161,7 +161,7 @@ routes:
             "t.yaml:14:41: routes[0].policies.rate_limit[0].burst: a burst of 0",
             "t.yaml:15:18: routes[0].policies.rate_limit[1].key: unknown key kind \"cookie\"",
             "t.yaml:16:18: routes[0].policies.rate_limit[2].key: a consumer key needs policies.auth",
-            "t.yaml:17:41: routes[0].policies.rate_limit[3].store: store: redis needs a top-level redis:",
+            "t.yaml:17:41: routes[0].policies.rate_limit[3].store: store: redis and store: hybrid need a top-level redis:",
             "t.yaml:18:11: routes[0].policies.rate_limit[4].store: quotas",
         ];
         assert_eq!(errors.len(), expected.len(), "{errors:#?}");

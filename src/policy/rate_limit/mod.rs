@@ -15,6 +15,7 @@
 //! and `t` the seconds until the window ends.
 
 pub mod gcra;
+pub mod hybrid;
 pub mod local;
 pub mod redis;
 
@@ -28,6 +29,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 
 use self::gcra::{Decision, Gcra, ceil_secs};
+use self::hybrid::{HybridDecision, HybridStore};
 use self::local::{KeyHash, LocalStore};
 use self::redis::{RedisOp, RedisStats, SharedRedis, StoreError};
 use super::Identity;
@@ -131,6 +133,8 @@ pub enum LimitStore {
     Local(Arc<LocalStore>),
     /// Shared by every instance through Redis.
     Redis(SharedRedis),
+    /// A local allowance per instance, reconciled with Redis in the background.
+    Hybrid(Arc<HybridStore>),
 }
 
 /// What to do when Redis cannot answer.
@@ -301,6 +305,7 @@ pub struct RateLimitSet {
 #[derive(Debug, Default)]
 pub struct Taken {
     local: Vec<(Arc<Limit>, KeyHash, u64)>,
+    hybrid: Vec<(Arc<HybridStore>, KeyHash)>,
     redis: Option<(SharedRedis, Vec<RedisOp>, u64)>,
 }
 
@@ -311,6 +316,9 @@ impl Taken {
             if let (LimitStore::Local(store), LimitKind::Rate(gcra)) = (&limit.store, limit.kind) {
                 store.refund(&gcra, &key, now);
             }
+        }
+        for (store, key) in self.hybrid {
+            store.refund(&key);
         }
         if let Some((store, ops, now)) = self.redis {
             store.refund(&ops, now).await;
@@ -359,7 +367,99 @@ impl RateLimitSet {
                     }
                     taken.local.push((Arc::clone(limit), key, now_us));
                 }
-                (LimitStore::Local(_), LimitKind::Quota { .. }) => {}
+                (LimitStore::Hybrid(store), LimitKind::Rate(gcra)) => {
+                    let mut decision = store.acquire(&key, now_ms);
+                    if decision == HybridDecision::Unknown {
+                        // A key's first request here: read what is left across instances.
+                        let probe = [(
+                            hybrid::redis_key(&key),
+                            gcra.interval_us(),
+                            gcra.window_us(),
+                            0,
+                        )];
+                        decision = match store.redis().charge(&probe, now_us).await {
+                            Ok(left) => {
+                                store.learn(&key, left.first().copied().unwrap_or(0), now_ms);
+                                store.acquire(&key, now_ms)
+                            }
+                            Err(_) => HybridDecision::StoreDown,
+                        };
+                    }
+                    let interval = Duration::from_micros(gcra.interval_us());
+                    if decision == HybridDecision::Exact {
+                        // Near the limit: decide exactly in Redis, like `store: redis`.
+                        let op = [RedisOp::Gcra(
+                            hybrid::redis_key(&key),
+                            gcra.interval_us(),
+                            gcra.window_us(),
+                        )];
+                        decision = match store.redis().check(&op, now_us).await {
+                            Ok(values) => {
+                                let ahead = values.first().copied().unwrap_or(u64::MAX);
+                                match gcra.decide(ahead, now_us) {
+                                    Decision::Allow { remaining, .. } => {
+                                        store.observe(&key, remaining);
+                                        // Charged in Redis already: nothing to reconcile.
+                                        HybridDecision::Allow(0)
+                                    }
+                                    Decision::Deny { .. } => {
+                                        store.observe(&key, 0);
+                                        HybridDecision::Deny
+                                    }
+                                }
+                            }
+                            Err(_) => HybridDecision::StoreDown,
+                        };
+                        if let HybridDecision::Allow(_) = decision {
+                            if limit.headers {
+                                let outcome = Outcome {
+                                    allowed: true,
+                                    remaining: 0,
+                                    reset: interval,
+                                    retry_after: Duration::ZERO,
+                                };
+                                push_item(&mut items, limit, &outcome);
+                            }
+                            continue;
+                        }
+                    }
+                    match decision {
+                        HybridDecision::Allow(left) => {
+                            if limit.headers {
+                                let outcome = Outcome {
+                                    allowed: true,
+                                    remaining: left,
+                                    reset: interval,
+                                    retry_after: Duration::ZERO,
+                                };
+                                push_item(&mut items, limit, &outcome);
+                            }
+                            taken.hybrid.push((Arc::clone(store), key));
+                        }
+                        HybridDecision::Deny | HybridDecision::Unknown | HybridDecision::Exact => {
+                            let outcome = Outcome {
+                                allowed: false,
+                                remaining: 0,
+                                reset: interval,
+                                retry_after: interval,
+                            };
+                            push_item(&mut items, limit, &outcome);
+                            taken.give_back().await;
+                            return Err(self.refuse(limit, &outcome, items, rate_headers));
+                        }
+                        HybridDecision::StoreDown => {
+                            if limit.on_store_error == OnStoreError::Deny {
+                                taken.give_back().await;
+                                store.redis().count_denied_on_error();
+                                return Err(GatewayError::RateLimitUnavailable {
+                                    limit: Arc::clone(&limit.detail),
+                                });
+                            }
+                            store.redis().count_allowed_on_error();
+                        }
+                    }
+                }
+                (LimitStore::Local(_) | LimitStore::Hybrid(_), LimitKind::Quota { .. }) => {}
                 (LimitStore::Redis(store), kind) => {
                     let hex = hex(&key);
                     let op = match kind {
@@ -564,6 +664,10 @@ pub struct RateLimits {
     locals: Mutex<HashMap<Arc<str>, Arc<LocalStore>>>,
     /// The previous config's local stores, while compiling; emptied by [`RateLimits::finish`].
     carried: Mutex<HashMap<Arc<str>, Arc<LocalStore>>>,
+    /// Hybrid stores by limit identity (kept across reloads like the local ones).
+    hybrids: Mutex<HashMap<Arc<str>, Arc<HybridStore>>>,
+    /// The previous config's hybrid stores, while compiling.
+    carried_hybrids: Mutex<HashMap<Arc<str>, Arc<HybridStore>>>,
 }
 
 impl std::fmt::Debug for RateLimits {
@@ -586,6 +690,14 @@ impl RateLimits {
                     .clone()
             })
             .unwrap_or_default();
+        let carried_hybrids = previous
+            .map(|p| {
+                p.hybrids
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+            })
+            .unwrap_or_default();
         Self {
             clock,
             redis,
@@ -593,6 +705,8 @@ impl RateLimits {
             upstreams: HashMap::new(),
             locals: Mutex::new(HashMap::new()),
             carried: Mutex::new(carried),
+            hybrids: Mutex::new(HashMap::new()),
+            carried_hybrids: Mutex::new(carried_hybrids),
         }
     }
 
@@ -602,6 +716,34 @@ impl RateLimits {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clear();
+        self.carried_hybrids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+
+    /// The hybrid store of the limit `identity`: the previous config's, or a new one.
+    pub fn hybrid_store(
+        &self,
+        identity: &Arc<str>,
+        redis: &SharedRedis,
+        gcra: Gcra,
+        max_keys: usize,
+    ) -> Arc<HybridStore> {
+        let carried = self
+            .carried_hybrids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(identity)
+            .filter(|h| Arc::ptr_eq(h.redis(), redis))
+            .cloned();
+        let mut hybrids = self
+            .hybrids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(hybrids.entry(Arc::clone(identity)).or_insert_with(|| {
+            carried.unwrap_or_else(|| Arc::new(HybridStore::new(Arc::clone(redis), gcra, max_keys)))
+        }))
     }
 
     /// The local store of the limit `identity`: the previous config's, or a new one.
@@ -621,6 +763,16 @@ impl RateLimits {
                 .entry(Arc::clone(identity))
                 .or_insert_with(|| carried.unwrap_or_else(|| Arc::new(LocalStore::new(max_keys)))),
         )
+    }
+
+    /// Reconciliations made by this config's hybrid stores so far.
+    pub fn hybrid_syncs(&self) -> u64 {
+        self.hybrids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .map(|h| h.syncs())
+            .sum()
     }
 
     /// Redis counters, when Redis is configured.

@@ -70,6 +70,28 @@ end
 return 0
 ";
 
+/// Charges GCRA keys with requests already admitted elsewhere (hybrid mode) and reports what is
+/// left. Per key: `ARGV`: T, window B·T, count n (µs). The TAT moves even past the window, so every
+/// instance sees an overdraft; returns, per key, the requests still admissible (>= 0).
+const CHARGE: &str = r"
+local now = tonumber(ARGV[1])
+local out = {}
+for i = 1, #KEYS do
+  local t = tonumber(ARGV[3 * i - 1])
+  local w = tonumber(ARGV[3 * i])
+  local n = tonumber(ARGV[3 * i + 1])
+  local cur = tonumber(redis.call('GET', KEYS[i]) or '0')
+  local tat = math.max(cur, now) + n * t
+  if n > 0 then
+    redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', math.floor((tat - now) / 1000) + 1000)
+  end
+  local left = math.floor((now + w - tat) / t)
+  if left < 0 then left = 0 end
+  out[i] = left
+end
+return out
+";
+
 /// One key of a check.
 #[derive(Debug, Clone)]
 pub enum RedisOp {
@@ -125,6 +147,7 @@ pub struct RedisStore {
     manager: OnceCell<ConnectionManager>,
     script: redis::Script,
     refund: redis::Script,
+    charge: redis::Script,
     clock: SharedClock,
     calls: AtomicU64,
     failures: AtomicU64,
@@ -156,6 +179,7 @@ impl RedisStore {
             manager: OnceCell::new(),
             script: redis::Script::new(SCRIPT),
             refund: redis::Script::new(REFUND),
+            charge: redis::Script::new(CHARGE),
             clock,
             calls: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -252,6 +276,26 @@ impl RedisStore {
             tracing::warn!("rate limit: refund to Redis failed");
         }
         self.record(result.is_ok(), probe);
+    }
+
+    /// Charges GCRA keys `(key, T, window, count)` with admissions made locally (hybrid mode) and
+    /// returns, per key, the requests still admissible across all instances.
+    pub async fn charge(
+        &self,
+        keys: &[(String, u64, u64, u64)],
+        now_us: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        let probe = self.admit_call()?;
+        let mut invocation = self.charge.prepare_invoke();
+        invocation.arg(now_us);
+        for (key, t, window, count) in keys {
+            invocation.key(key).arg(*t).arg(*window).arg(*count);
+        }
+        let result = self
+            .call(|mut conn| async move { invocation.invoke_async::<Vec<u64>>(&mut conn).await })
+            .await;
+        self.record(result.is_ok(), probe);
+        result
     }
 
     /// Whether Redis may be called now; `Ok(true)` for the single half-open probe.
