@@ -359,3 +359,81 @@ async fn upstream_limits_count_every_route_that_forwards_there_together() {
     );
     assert_eq!(call(&gw, "/two", &[]).await.0, 429);
 }
+
+#[tokio::test]
+async fn hostile_key_values_get_their_own_bounded_bucket_never_an_error() {
+    let upstream = Upstream::start("backend").await;
+    let gw = gateway(
+        &upstream,
+        "  trusted_proxies: [127.0.0.1/32]",
+        r#"  - name: tenant
+    match: { path_prefix: /tenant }
+    upstream: backend
+    policies:
+      rate_limit: [{ key: "header:X-Tenant", rate: 1/h, burst: 1, max_keys: 64 }]
+  - name: ip
+    match: { path_prefix: /ip }
+    upstream: backend
+    policies:
+      rate_limit: [{ key: ip, rate: 1/h, burst: 1 }]"#,
+    )
+    .await;
+    // Bytes that are not UTF-8 (obs-text) are a key like any other.
+    let raw = |path: &str| {
+        let mut bytes =
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Tenant: ")
+                .into_bytes();
+        bytes.extend_from_slice(&[0xff, 0xfe, b'a', 0x80]);
+        bytes.extend_from_slice(b"\r\n\r\n");
+        bytes
+    };
+    let first = support::raw_request(gw.addr, &raw("/tenant"))
+        .await
+        .responses();
+    assert_eq!(first[0].status, 200);
+    let second = support::raw_request(gw.addr, &raw("/tenant"))
+        .await
+        .responses();
+    assert_eq!(second[0].status, 429);
+    // A long value costs the same as a short one (keys are hashed) and is isolated too.
+    let long = "t".repeat(4000);
+    assert_eq!(call(&gw, "/tenant", &[("x-tenant", &long)]).await.0, 200);
+    assert_eq!(call(&gw, "/tenant", &[("x-tenant", &long)]).await.0, 429);
+    // A flood of distinct values cannot grow memory past max_keys, and never errors.
+    for n in 0..100 {
+        let value = format!("flood-{n}");
+        assert_eq!(call(&gw, "/tenant", &[("x-tenant", &value)]).await.0, 200);
+    }
+    // IPv6 clients are keyed by their /64: rotating the interface id gains nothing.
+    assert_eq!(
+        call(&gw, "/ip", &[("x-forwarded-for", "2001:db8:0:0::1")])
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call(&gw, "/ip", &[("x-forwarded-for", "2001:db8:0:0::2")])
+            .await
+            .0,
+        429
+    );
+    assert_eq!(
+        call(&gw, "/ip", &[("x-forwarded-for", "2001:db8:0:1::1")])
+            .await
+            .0,
+        200
+    );
+    // An IPv4 client and its IPv4-mapped IPv6 form are one client.
+    assert_eq!(
+        call(&gw, "/ip", &[("x-forwarded-for", "192.0.2.9")])
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call(&gw, "/ip", &[("x-forwarded-for", "::ffff:192.0.2.9")])
+            .await
+            .0,
+        429
+    );
+}
