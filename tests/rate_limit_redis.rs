@@ -473,3 +473,39 @@ async fn hybrid_mode_stays_within_its_documented_bound_across_three_instances() 
         "admitted {admitted}"
     );
 }
+
+#[tokio::test]
+async fn a_consumer_refusal_in_redis_gives_back_the_ip_admission_in_redis() {
+    let redis = RedisServer::start();
+    let upstream = Upstream::start("backend").await;
+    let text = config(
+        &upstream.url(),
+        &format!("{{ url: \"{}\", timeout: 2s }}", redis.url()),
+        "  - name: api
+    match: { path_prefix: /api }
+    upstream: backend
+    policies:
+      auth: { methods: [api_key] }
+      rate_limit:
+        - { key: ip, rate: 1/h, burst: 2, store: redis, on_store_error: deny }
+        - { key: consumer, rate: 1/h, burst: 1, store: redis, on_store_error: deny }",
+    );
+    let gw = TestGateway::start_with(&text, &[]).await;
+    assert_eq!(call(&gw, "/api", Some("alice-key")).await.0, 200);
+    for _ in 0..4 {
+        assert_eq!(call(&gw, "/api", Some("alice-key")).await.0, 429);
+    }
+    // Alice's refusals took nothing from the IP bucket: Bob, from the same IP, still gets in.
+    assert_eq!(call(&gw, "/api", Some("bob-key")).await.0, 200);
+    let (status, headers, _) = call(&gw, "/api", Some("bob-key")).await;
+    assert_eq!(status, 429);
+    assert!(
+        headers
+            .get("ratelimit")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("\"ip\";r=0"),
+        "{headers:?}"
+    );
+}
