@@ -22,6 +22,7 @@ fn config(upstream: &str, redis: &str, routes: &str) -> String {
         r#"version: 1
 listeners:
   - {{ name: public, address: "127.0.0.1:0" }}
+admin: {{ address: "127.0.0.1:0" }}
 server:
   shutdown_grace: 5s
 observability:

@@ -289,6 +289,9 @@ async fn metrics(gateway: &RunningGateway) -> Response<Full<Bytes>> {
         }
     }
     tls_metrics(&mut out, &gateway.tls_stats_all().await);
+    if let Some(stats) = runtime.rate_limits.redis_stats() {
+        stats.write_metrics(&mut out);
+    }
     let mut rsp = Response::new(Full::new(Bytes::from(out)));
     rsp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -140,6 +140,56 @@ pub struct RedisStats {
     pub denied_on_error: u64,
 }
 
+impl RedisStats {
+    /// Appends the counters in the Prometheus text format (for `/metrics`).
+    pub fn write_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let lines: [(&str, &str, &str, u64); 4] = [
+            (
+                "gantry_rate_limit_redis_calls_total",
+                "counter",
+                "Calls sent to Redis by rate limits (checks, refunds, reconciliations).",
+                self.calls,
+            ),
+            (
+                "gantry_rate_limit_redis_failures_total",
+                "counter",
+                "Redis calls that failed or timed out.",
+                self.failures,
+            ),
+            (
+                "gantry_rate_limit_redis_skipped_total",
+                "counter",
+                "Checks answered without Redis because its breaker was open.",
+                self.skipped,
+            ),
+            (
+                "gantry_rate_limit_redis_breaker_open",
+                "gauge",
+                "Whether the breaker around Redis is open.",
+                u64::from(self.breaker_open),
+            ),
+        ];
+        for (name, kind, help, value) in lines {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {value}");
+        }
+        let name = "gantry_rate_limit_store_error_decisions_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Requests decided by on_store_error because Redis could not answer."
+        );
+        let _ = writeln!(out, "# TYPE {name} counter");
+        let _ = writeln!(
+            out,
+            "{name}{{decision=\"allow\"}} {}",
+            self.allowed_on_error
+        );
+        let _ = writeln!(out, "{name}{{decision=\"deny\"}} {}", self.denied_on_error);
+    }
+}
+
 /// The shared Redis store of one gateway; kept across reloads while its settings are unchanged.
 pub struct RedisStore {
     settings: RedisSettings,
