@@ -510,3 +510,52 @@ async fn a_consumer_refusal_in_redis_gives_back_the_ip_admission_in_redis() {
         "{headers:?}"
     );
 }
+
+#[tokio::test]
+async fn hybrid_mode_follows_on_store_error_once_redis_is_gone() {
+    let mut redis = RedisServer::start();
+    let upstream = Upstream::start("backend").await;
+    let text = config(
+        &upstream.url(),
+        &format!(
+            "{{ url: \"{}\", timeout: 500ms, breaker: {{ failures: 2, open_for: 30s }} }}",
+            redis.url()
+        ),
+        "  - name: open
+    match: { path_prefix: /open }
+    upstream: backend
+    policies:
+      rate_limit: [{ key: route, rate: 1/h, burst: 2, store: hybrid, on_store_error: allow }]
+  - name: closed
+    match: { path_prefix: /closed }
+    upstream: backend
+    policies:
+      rate_limit: [{ key: route, rate: 1/h, burst: 2, store: hybrid, on_store_error: deny }]",
+    );
+    let gw = TestGateway::start_with(&text, &[]).await;
+    // A burst below 4 leaves no local allowance: these are decided exactly in Redis.
+    for path in ["/open", "/closed"] {
+        assert_eq!(call(&gw, path, None).await.0, 200);
+        assert_eq!(call(&gw, path, None).await.0, 200);
+        assert_eq!(call(&gw, path, None).await.0, 429);
+    }
+    let before = gw.gateway().runtime().rate_limits.redis_stats().unwrap();
+    redis.kill();
+    // A refill can no longer be learned; what Redis cannot decide follows on_store_error.
+    let mut tries = 0;
+    let (mut open, mut closed) = (0, 0);
+    while open == 0 || closed == 0 {
+        tries += 1;
+        assert!(tries < 2000, "safety net: on_store_error never applied");
+        let stats = gw.gateway().runtime().rate_limits.redis_stats().unwrap();
+        if stats.failures > before.failures {
+            let (o, _, _) = call(&gw, "/open", None).await;
+            let (c, _, body) = call(&gw, "/closed", None).await;
+            assert!(o == 200 || o == 429, "{o}");
+            assert!(c == 503 || c == 429, "{c}: {body}");
+            open += usize::from(o == 200);
+            closed += usize::from(c == 503);
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
