@@ -243,6 +243,20 @@ pub enum GatewayError {
         /// The missing scope or claim.
         reason: String,
     },
+    /// A rate limit or quota refused the request.
+    #[error("{limit}")]
+    RateLimited {
+        /// Which limit, e.g. `limit 100/s by consumer`.
+        limit: std::sync::Arc<str>,
+        /// When one request would be admitted; sent as `Retry-After`, rounded up.
+        retry_after: Duration,
+    },
+    /// The rate-limit store (Redis) could not answer and the limit says `on_store_error: deny`.
+    #[error("the rate limit store is unavailable ({limit})")]
+    RateLimitUnavailable {
+        /// Which limit.
+        limit: std::sync::Arc<str>,
+    },
     /// Credentials could not be checked right now (IdP down, password checks saturated).
     #[error("authentication unavailable: {reason}")]
     AuthUnavailable {
@@ -294,7 +308,10 @@ impl GatewayError {
                 StatusCode::FORBIDDEN
             }
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            Self::AuthUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::AuthUnavailable { .. } | Self::RateLimitUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -305,6 +322,15 @@ impl GatewayError {
             Self::Unauthorized { method, reason, .. } => Some((method, reason)),
             Self::AuthUnavailable { method, reason } => Some((method, reason)),
             Self::Forbidden { .. } => Some(("authorization", "forbidden")),
+            _ => None,
+        }
+    }
+
+    /// For the rate-limit metric: the limit and the outcome, when a rate limit refused.
+    pub fn rate_limit_refusal(&self) -> Option<(&std::sync::Arc<str>, &'static str)> {
+        match self {
+            Self::RateLimited { limit, .. } => Some((limit, "limited")),
+            Self::RateLimitUnavailable { limit } => Some((limit, "store_unavailable")),
             _ => None,
         }
     }
@@ -348,6 +374,8 @@ impl GatewayError {
             Self::Unauthorized { .. } => "unauthorized",
             Self::Forbidden { .. } => "forbidden",
             Self::AuthUnavailable { .. } => "auth-unavailable",
+            Self::RateLimited { .. } => "rate-limited",
+            Self::RateLimitUnavailable { .. } => "rate-limit-unavailable",
         }
     }
 
@@ -374,7 +402,8 @@ impl GatewayError {
             | Self::IpDenied { .. }
             | Self::CorsDenied { .. }
             | Self::Unauthorized { .. }
-            | Self::Forbidden { .. } => ErrorOrigin::Client,
+            | Self::Forbidden { .. }
+            | Self::RateLimited { .. } => ErrorOrigin::Client,
             Self::UpstreamConnect { .. }
             | Self::UpstreamTls { .. }
             | Self::UpstreamFailed { .. }
@@ -388,7 +417,9 @@ impl GatewayError {
             | Self::AggregateCallFailed { .. }
             | Self::AggregateCallTimeout { .. }
             | Self::AggregateConflict { .. } => ErrorOrigin::Upstream,
-            Self::Internal | Self::AuthUnavailable { .. } => ErrorOrigin::Gateway,
+            Self::Internal | Self::AuthUnavailable { .. } | Self::RateLimitUnavailable { .. } => {
+                ErrorOrigin::Gateway
+            }
         }
     }
 
@@ -411,7 +442,11 @@ impl GatewayError {
                 Some(retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0))
                     .map(|s| s.max(1))
             }
-            Self::Overloaded { .. } => Some(1),
+            Self::Overloaded { .. } | Self::RateLimitUnavailable { .. } => Some(1),
+            // Whole seconds, rounded up and at least 1: a client that waits that long is admitted.
+            Self::RateLimited { retry_after, .. } => {
+                Some(crate::policy::rate_limit::gcra::ceil_secs(*retry_after).max(1))
+            }
             _ => None,
         }
     }

@@ -72,6 +72,8 @@ pub struct Runtime {
     pub security: Arc<crate::policy::Security>,
     /// Metric families, shared by every snapshot of this gateway (carried over on reload).
     pub metrics: Arc<crate::observe::metrics::Metrics>,
+    /// Rate-limit state: Redis store, server-wide limits, local counters kept across reloads.
+    pub rate_limits: Arc<crate::policy::rate_limit::RateLimits>,
 }
 
 impl Runtime {

@@ -395,3 +395,46 @@ routes:
         "only the good key reached the upstream"
     );
 }
+
+#[tokio::test]
+async fn rate_limit_refusals_are_counted_by_route_and_limit() {
+    let app = Upstream::start("app").await;
+    let yaml = format!(
+        "version: 1
+listeners: [{{ name: public, address: \"127.0.0.1:0\" }}]
+admin: {{ address: \"127.0.0.1:0\" }}
+observability: {{ access_log: {{ format: off }} }}
+upstreams:
+  app:
+    targets: [{{ url: \"{}\" }}]
+routes:
+  - name: limited
+    match: {{ path_prefix: /limited }}
+    upstream: app
+    policies: {{ rate_limit: [{{ key: route, rate: 1/h, burst: 2 }}] }}
+",
+        app.url()
+    );
+    let gw = TestGateway::start_with(&yaml, &[]).await;
+    let client = http1_client();
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(client.get(&gw.url("/limited")).await.0);
+    }
+    assert_eq!(statuses, [200, 200, 429, 429, 429]);
+    let (_, text) = scrape(&gw, None).await;
+    let s = parse(&text, false);
+    assert_eq!(
+        value(
+            &s,
+            "gantry_rate_limited_total",
+            &[
+                ("route", "limited"),
+                ("limit", "limit 1/h by route"),
+                ("outcome", "limited")
+            ]
+        ),
+        Some(3.0),
+        "{text}"
+    );
+}

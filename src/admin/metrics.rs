@@ -72,6 +72,9 @@ pub async fn render(gateway: &RunningGateway, format: Format) -> String {
         &gateway.tls_stats_all().await,
     );
     upstream_series(&mut registry, &runtime);
+    if let Some(stats) = runtime.rate_limits.redis_stats() {
+        rate_limit_series(&mut registry, &stats);
+    }
     format.encode(&registry)
 }
 
@@ -275,5 +278,54 @@ fn upstream_series(registry: &mut Registry, runtime: &crate::runtime::Runtime) {
         "gantry_upstream_concurrency_limit",
         "The load shedder's current concurrency limit (adaptive or fixed), by upstream.",
         limit,
+    );
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabel {
+    decision: &'static str,
+}
+
+/// The Redis store's counters, read at scrape time (only when a Redis store is configured).
+fn rate_limit_series(
+    registry: &mut Registry,
+    stats: &crate::policy::rate_limit::redis::RedisStats,
+) {
+    let counter = |value: u64| {
+        let counter: Counter = Counter::default();
+        counter.inc_by(value);
+        counter
+    };
+    registry.register(
+        "gantry_rate_limit_redis_calls",
+        "Calls sent to Redis by rate limits (checks, refunds, reconciliations).",
+        counter(stats.calls),
+    );
+    registry.register(
+        "gantry_rate_limit_redis_failures",
+        "Redis calls that failed or timed out.",
+        counter(stats.failures),
+    );
+    registry.register(
+        "gantry_rate_limit_redis_skipped",
+        "Checks answered without Redis because its breaker was open.",
+        counter(stats.skipped),
+    );
+    registry.register(
+        "gantry_rate_limit_redis_breaker_open",
+        "Whether the breaker around Redis is open.",
+        gauge(i64::from(stats.breaker_open)),
+    );
+    let decisions: Family<DecisionLabel, Counter> = Family::default();
+    decisions
+        .get_or_create(&DecisionLabel { decision: "allow" })
+        .inc_by(stats.allowed_on_error);
+    decisions
+        .get_or_create(&DecisionLabel { decision: "deny" })
+        .inc_by(stats.denied_on_error);
+    registry.register(
+        "gantry_rate_limit_store_error_decisions",
+        "Requests decided by on_store_error because Redis could not answer.",
+        decisions,
     );
 }

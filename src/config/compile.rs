@@ -164,7 +164,17 @@ fn compile_parts(
         || Arc::new(crate::observe::metrics::Metrics::new()),
         |p| Arc::clone(&p.metrics),
     );
-    let router = route_table(loaded, &upstreams, &security, &metrics, &mut errors);
+    let rate_limits =
+        super::compile_rate_limit::registry(loaded, previous.map(|p| &*p.rate_limits), &mut errors);
+    let router = route_table(
+        loaded,
+        &upstreams,
+        &security,
+        &rate_limits,
+        &metrics,
+        &mut errors,
+    );
+    rate_limits.finish();
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
@@ -211,6 +221,7 @@ fn compile_parts(
             file: Arc::clone(file),
             security,
             metrics,
+            rate_limits: Arc::new(rate_limits),
         }),
     })
 }
@@ -510,6 +521,7 @@ fn route_table(
     loaded: &LoadedFile,
     upstreams: &BTreeMap<String, Arc<UpstreamCluster>>,
     security: &crate::policy::Security,
+    rate_limits: &crate::policy::rate_limit::RateLimits,
     metrics: &crate::observe::metrics::Metrics,
     errors: &mut Vec<ConfigError>,
 ) -> Option<Router<Arc<Route>>> {
@@ -598,8 +610,10 @@ fn route_table(
                 rewrite,
                 websocket: route.websocket,
                 fallback: super::compile_resilience::fallback(route),
-                policies: super::compile_security::route_policies(
-                    loaded, i, route, security, errors,
+                policies: super::compile_rate_limit::attach(
+                    super::compile_security::route_policies(loaded, i, route, security, errors),
+                    route,
+                    rate_limits,
                 ),
             }),
         });

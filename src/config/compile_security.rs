@@ -389,5 +389,6 @@ pub(crate) fn route_policies(
         ip: policies.ip.as_ref().map(ip_rules),
         cors: policies.cors.as_ref().map(cors_policy),
         auth,
+        rate_limit: None,
     }))
 }

@@ -43,6 +43,8 @@ pub struct FileConfig {
     /// Named token verifiers (JWT, OAuth2 introspection) that routes use as auth methods.
     #[serde(default)]
     pub auth_providers: BTreeMap<String, super::file_security::FileAuthProvider>,
+    /// Shared state across instances (rate limits with `store: redis`).
+    pub redis: Option<super::file_rate_limit::FileRedis>,
 }
 
 /// One listening socket.
@@ -104,6 +106,9 @@ pub struct FileServer {
     pub via_name: Option<String>,
     /// Client IP rules for every request, checked before routing (and before each route's own).
     pub ip: Option<super::file_security::FileIpRules>,
+    /// Limits applied on every route, before the route's own.
+    #[serde(default)]
+    pub rate_limit: Vec<super::file_rate_limit::FileRateLimit>,
 }
 
 /// Request size and time limits, enforced at the edge with problem+json answers.
@@ -221,6 +226,10 @@ pub struct FileUpstream {
     pub load_shedding: Option<FileLoadShedding>,
     /// Targets found in DNS instead of listed (`targets` must then be left out).
     pub discovery: Option<FileDiscovery>,
+    /// Limits on everything forwarded to this upstream, whichever route it came by (counted
+    /// together across those routes), after `server.rate_limit` and before the route's own.
+    #[serde(default)]
+    pub rate_limit: Vec<super::file_rate_limit::FileRateLimit>,
 }
 
 /// One upstream target.

@@ -103,6 +103,9 @@ pub struct FilePolicies {
     pub ip: Option<FileIpRules>,
     /// Cross-origin resource sharing.
     pub cors: Option<FileCors>,
+    /// Rate limits and quotas; every entry must admit the request.
+    #[serde(default)]
+    pub rate_limit: Vec<super::file_rate_limit::FileRateLimit>,
 }
 
 /// Authentication and coarse authorization for a route.

@@ -12,6 +12,7 @@
 
 pub mod compile;
 mod compile_aggregate;
+mod compile_rate_limit;
 mod compile_resilience;
 mod compile_security;
 mod compile_tls;
@@ -21,6 +22,7 @@ mod error;
 pub mod file;
 pub mod file_aggregate;
 pub mod file_observe;
+pub mod file_rate_limit;
 pub mod file_resilience;
 pub mod file_security;
 pub mod file_tls;
@@ -31,6 +33,7 @@ mod suggest;
 pub mod units;
 mod validate;
 mod validate_aggregate;
+mod validate_rate_limit;
 mod validate_resilience;
 mod validate_security;
 mod validate_tls;

@@ -36,6 +36,7 @@ pub fn validate(loaded: &LoadedFile) -> Result<(), ConfigErrors> {
     let mut errors = validator.errors;
     super::validate_tls::validate(loaded, &mut errors);
     super::validate_security::validate(loaded, &mut errors);
+    super::validate_rate_limit::validate(loaded, &mut errors);
     if errors.is_empty() {
         return Ok(());
     }

@@ -64,6 +64,13 @@ struct ListenerLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RateLimitLabels {
+    route: Arc<str>,
+    limit: Arc<str>,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AuthLabels {
     method: Arc<str>,
     reason: Arc<str>,
@@ -103,6 +110,7 @@ pub struct Metrics {
     upstream: UpstreamMetrics,
     requests_in_flight: Family<ListenerLabel, Gauge>,
     auth_failures: Family<AuthLabels, Counter>,
+    rate_limited: Family<RateLimitLabels, Counter>,
     unmatched: Arc<RouteMetrics>,
     recent_errors: std::sync::Mutex<std::collections::VecDeque<RecentError>>,
 }
@@ -161,6 +169,7 @@ impl Metrics {
             upstream,
             requests_in_flight: Family::default(),
             auth_failures: Family::default(),
+            rate_limited: Family::default(),
             unmatched,
             recent_errors: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(
                 RECENT_ERRORS,
@@ -198,6 +207,19 @@ impl Metrics {
             .get_or_create(&AuthLabels {
                 method: Arc::from(method),
                 reason: Arc::from(reason),
+            })
+            .inc();
+    }
+
+    /// Counts a request refused by a rate limit: `outcome` is `limited` (429) or
+    /// `store_unavailable` (503, Redis could not answer and the limit denies then). `limit` is
+    /// the limit's description from the config, so the label set stays bounded.
+    pub fn rate_limited(&self, route: Option<&Arc<str>>, limit: &Arc<str>, outcome: &'static str) {
+        self.rate_limited
+            .get_or_create(&RateLimitLabels {
+                route: route.map_or_else(|| Arc::from(""), Arc::clone),
+                limit: Arc::clone(limit),
+                outcome,
             })
             .inc();
     }
@@ -256,6 +278,11 @@ impl Metrics {
             "gantry_auth_failures",
             "Rejected credentials by auth method and reason.",
             self.auth_failures.clone(),
+        );
+        registry.register(
+            "gantry_rate_limited",
+            "Requests refused by a rate limit, by route, limit and outcome.",
+            self.rate_limited.clone(),
         );
     }
 }

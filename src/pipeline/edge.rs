@@ -4,7 +4,7 @@
 //! catch panic ─► request id ─► access record ─► limits (414, 431) ─► Host checks (400)
 //! ─► Via loop (508) ─► client IP (trusted proxies) ─► path normalisation (400)
 //! ─► server.ip (403) ─► route lookup (404 / 405; a CORS preflight by the method it asks for)
-//! ─► route policies (src/policy: ip, cors, auth) ─► body limit from Content-Length (413)
+//! ─► route policies (src/policy: ip, cors, rate limits, auth) ─► body limit from Content-Length (413)
 //! ─► strip spoofable headers, set X-Forwarded-*, Via, request id ─► rewrite ─► forward
 //! ```
 //!
@@ -96,13 +96,15 @@ pub async fn handle(
     // CORS headers decided by a route's policy go on whatever answer the request gets, the
     // gateway's own 401/403/429 included, so a browser app can read them.
     let mut cors_headers: Option<HeaderMap> = None;
+    // `RateLimit-Policy`/`RateLimit` likewise go on the answer, admitted or refused.
+    let mut rate_headers: Option<HeaderMap> = None;
     let routed = AssertUnwindSafe(route_and_forward(
         &runtime,
         &peer,
         req,
         &request_id,
         &mut record,
-        &mut cors_headers,
+        (&mut cors_headers, &mut rate_headers),
     ))
     .catch_unwind()
     .await
@@ -119,6 +121,13 @@ pub async fn handle(
         Err(err) => {
             record.error = Some(err.slug());
             log_error(&err, &request_id);
+            if settings.metrics_enabled
+                && let Some((limit, outcome)) = err.rate_limit_refusal()
+            {
+                runtime
+                    .metrics
+                    .rate_limited(record.route.as_ref(), limit, outcome);
+            }
             runtime
                 .metrics
                 .record_error(crate::observe::metrics::RecentError {
@@ -140,6 +149,9 @@ pub async fn handle(
     if let Some(cors) = cors_headers {
         crate::policy::cors::apply_headers(response.headers_mut(), cors);
     }
+    if let Some(rate) = rate_headers {
+        response.headers_mut().extend(rate);
+    }
     record.status = response.status().as_u16();
     response
         .headers_mut()
@@ -154,7 +166,7 @@ async fn route_and_forward(
     mut req: Request<Incoming>,
     request_id: &HeaderValue,
     record: &mut AccessRecord,
-    cors_headers: &mut Option<HeaderMap>,
+    (cors_headers, rate_headers): (&mut Option<HeaderMap>, &mut Option<HeaderMap>),
 ) -> Result<Response<ResponseBody>, GatewayError> {
     let settings = &runtime.server;
     let limits = &settings.limits;
@@ -216,6 +228,7 @@ async fn route_and_forward(
             req.uri().query(),
             record.client_ip,
             cors_headers,
+            rate_headers,
         )
         .await;
         if let Err(err) = &decided

@@ -5,8 +5,8 @@
 //! ```text
 //! server.ip (every request, before routing)
 //! route found ─► ip allow/deny (403) ─► cors (preflight answered here; 403 for a refused preflight)
-//! ─► [rate limit by ip/route/header: not yet] ─► auth (401 / 403 / 503)
-//! ─► [rate limit by consumer: not yet] ─► handler
+//! ─► rate limit by ip/route/header/global (429 / 503) ─► auth (401 / 403 / 503)
+//! ─► rate limit by consumer (429 / 503; a refusal gives back what the first stage took) ─► handler
 //! ```
 //!
 //! Each stage is an `Option` on the compiled route, checked in turn with static dispatch: a route
@@ -19,6 +19,7 @@ pub mod cache;
 pub mod clock;
 pub mod cors;
 pub mod ip;
+pub mod rate_limit;
 
 use std::net::IpAddr;
 
@@ -40,6 +41,8 @@ pub struct RoutePolicies {
     pub cors: Option<CorsPolicy>,
     /// Authentication and authorization.
     pub auth: Option<AuthPolicy>,
+    /// Rate limits and quotas (the server's and the route's).
+    pub rate_limit: Option<rate_limit::RateLimitSet>,
 }
 
 /// What the policy stage decided for a request that was not refused.
@@ -51,7 +54,9 @@ pub enum PolicyOutcome {
 }
 
 /// Runs the route's policies in the fixed order. `cors_headers` receives the CORS headers for
-/// the final response (success or error) as soon as the CORS stage has decided them.
+/// the final response (success or error) as soon as the CORS stage has decided them;
+/// `rate_headers` likewise receives `RateLimit-Policy` and `RateLimit`.
+#[allow(clippy::too_many_arguments)]
 pub async fn apply(
     policies: &RoutePolicies,
     security: &Security,
@@ -60,6 +65,7 @@ pub async fn apply(
     query: Option<&str>,
     client_ip: IpAddr,
     cors_headers: &mut Option<HeaderMap>,
+    rate_headers: &mut Option<HeaderMap>,
 ) -> Result<PolicyOutcome, GatewayError> {
     if let Some(ip) = &policies.ip {
         ip.check(client_ip)?;
@@ -71,12 +77,37 @@ pub async fn apply(
             cors::CorsDecision::NotCors => {}
         }
     }
-    // Rate limits by ip/route/header belong here (not yet implemented).
+    let mut taken = None;
+    if let Some(limits) = &policies.rate_limit {
+        let ctx = rate_limit::KeyContext {
+            ip: client_ip,
+            route: &limits.route,
+            headers,
+            identity: None,
+        };
+        taken = Some(limits.check(false, &ctx, rate_headers).await?);
+    }
     let identity = match &policies.auth {
         Some(auth) => Some(auth.authenticate(security, headers, query).await?),
         None => None,
     };
-    // Rate limits by consumer belong here (not yet implemented).
+    if let Some(limits) = &policies.rate_limit
+        && !limits.after_auth.is_empty()
+    {
+        let ctx = rate_limit::KeyContext {
+            ip: client_ip,
+            route: &limits.route,
+            headers,
+            identity: identity.as_ref(),
+        };
+        if let Err(refused) = limits.check(true, &ctx, rate_headers).await {
+            // All-or-nothing across both stages: the first stage's admissions go back.
+            if let Some(taken) = taken {
+                taken.give_back().await;
+            }
+            return Err(refused);
+        }
+    }
     Ok(PolicyOutcome::Continue(identity))
 }
 

@@ -7,6 +7,7 @@ pub mod body;
 pub mod client;
 pub mod dns;
 pub mod raw_upstream;
+pub mod redis;
 pub mod tls;
 pub mod upstream;
 
@@ -19,6 +20,7 @@ pub use client::{
 };
 pub use dns::DnsServer;
 pub use raw_upstream::{RawConnection, RawUpstream};
+pub use redis::RedisServer;
 pub use upstream::{Fault, RecordedRequest, Upstream};
 pub mod gateway;
 pub mod idp;
