@@ -42,6 +42,15 @@ pub enum GatewayError {
     /// Host header value that is not a valid authority.
     #[error("invalid Host header")]
     InvalidHost,
+    /// A `Transfer-Encoding` other than exactly one `chunked` (TE.TE smuggling obfuscations).
+    #[error("Transfer-Encoding must be exactly \"chunked\"")]
+    BadTransferEncoding,
+    /// A request header name refused by `server.headers_with_underscores: reject`.
+    #[error("header name {name:?} contains an underscore")]
+    InvalidHeaderName {
+        /// The offending name.
+        name: String,
+    },
     /// A path that cannot be normalised (escapes root, bad escape, control character).
     #[error("invalid request path: {0}")]
     BadPath(#[from] PathError),
@@ -224,6 +233,8 @@ impl GatewayError {
             | Self::DuplicateHost
             | Self::HostMismatch { .. }
             | Self::InvalidHost
+            | Self::InvalidHeaderName { .. }
+            | Self::BadTransferEncoding
             | Self::BadPath(_)
             | Self::BadRequestBody { .. }
             | Self::PlainHttpOnTlsPort
@@ -264,6 +275,8 @@ impl GatewayError {
             Self::DuplicateHost => "duplicate-host",
             Self::HostMismatch { .. } => "host-mismatch",
             Self::InvalidHost => "invalid-host",
+            Self::InvalidHeaderName { .. } => "invalid-header-name",
+            Self::BadTransferEncoding => "invalid-transfer-encoding",
             Self::BadPath(_) => "invalid-path",
             Self::BadRequestBody { .. } => "invalid-body",
             Self::RequestBodyTimeout { .. } => "request-body-timeout",
@@ -302,6 +315,8 @@ impl GatewayError {
             | Self::DuplicateHost
             | Self::HostMismatch { .. }
             | Self::InvalidHost
+            | Self::InvalidHeaderName { .. }
+            | Self::BadTransferEncoding
             | Self::BadPath(_)
             | Self::BadRequestBody { .. }
             | Self::RequestBodyTimeout { .. }
@@ -337,6 +352,7 @@ impl GatewayError {
         matches!(
             self,
             Self::BadRequestBody { .. }
+                | Self::BadTransferEncoding
                 | Self::RequestBodyTimeout { .. }
                 | Self::PayloadTooLarge { .. }
                 | Self::Internal

@@ -132,6 +132,8 @@ pub struct ServerSettings {
     pub via_entry: HeaderValue,
     /// The pseudonym in our `Via` entry, for loop detection.
     pub via_name: String,
+    /// What happens to request headers with `_` in their name.
+    pub headers_with_underscores: crate::config::file_hostile::FileUnderscoreHeaders,
 }
 
 /// Size and time limits.
@@ -151,4 +153,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// HTTP/2 streams per connection.
     pub h2_max_concurrent_streams: u32,
+    /// HTTP/2 streams opened and reset by the client before being accepted (rapid reset guard).
+    pub h2_max_pending_reset_streams: usize,
+    /// HTTP/2 streams the server resets for protocol errors before GOAWAY.
+    pub h2_max_local_error_reset_streams: usize,
+    /// HTTP/2 header list size advertised to clients; `None` sizes it above the head limits.
+    pub h2_max_header_list_size: Option<u64>,
 }

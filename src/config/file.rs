@@ -104,6 +104,8 @@ pub struct FileServer {
     pub via_name: Option<String>,
     /// Client IP rules for every request, checked before routing (and before each route's own).
     pub ip: Option<super::file_security::FileIpRules>,
+    /// Request headers with `_` in their name: `allow`, `reject` (400) or `drop` (default).
+    pub headers_with_underscores: Option<super::file_hostile::FileUnderscoreHeaders>,
 }
 
 /// Request size and time limits, enforced at the edge with problem+json answers.
@@ -124,6 +126,15 @@ pub struct FileLimits {
     pub max_connections: Option<usize>,
     /// HTTP/2 streams per client connection (default 100).
     pub h2_max_concurrent_streams: Option<u32>,
+    /// HTTP/2 streams a client may open and reset before the server accepts them, per connection;
+    /// past it the connection ends with GOAWAY ENHANCE_YOUR_CALM (rapid reset guard; default 50).
+    pub h2_max_pending_reset_streams: Option<usize>,
+    /// HTTP/2 streams the server may reset for protocol errors per connection before it sends
+    /// GOAWAY ENHANCE_YOUR_CALM (default 256).
+    pub h2_max_local_error_reset_streams: Option<usize>,
+    /// HTTP/2 header list size advertised in SETTINGS (default: max_header_bytes + max_uri_bytes
+    /// + 16KiB, so Gantry's own 431 answers first).
+    pub h2_max_header_list_size: Option<ByteSize>,
 }
 
 /// Logs, metrics and traces.

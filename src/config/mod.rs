@@ -18,6 +18,7 @@ mod convert;
 mod env;
 mod error;
 pub mod file;
+pub mod file_hostile;
 pub mod file_resilience;
 pub mod file_security;
 pub mod file_tls;
