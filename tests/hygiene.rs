@@ -396,3 +396,17 @@ async fn spoofed_forwarding_and_identity_headers_never_reach_the_upstream() {
         assert!(seen.get(name).is_none(), "{name} reached the upstream");
     }
 }
+
+#[test]
+fn the_hostile_example_loads_with_its_documented_defaults() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hostile.yaml");
+    let config = gantry::config::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let server = &config.runtime.server;
+    assert_eq!(
+        server.headers_with_underscores,
+        gantry::config::file_hostile::FileUnderscoreHeaders::Drop
+    );
+    assert_eq!(server.limits.h2_max_pending_reset_streams, 50);
+    assert_eq!(server.limits.h2_max_local_error_reset_streams, 256);
+    assert_eq!(server.limits.h2_max_header_list_size, None);
+}
