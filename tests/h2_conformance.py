@@ -543,6 +543,26 @@ def _():
     return exchange(headers_frame(1, request_headers(method="POST", extra=[("content-length", "10")]), end_stream=False) + frame(DATA, END_STREAM, 1, b"abc"), stream=1)
 
 
+@case("downgrade", "transfer-encoding in an h2 request (h2→h1 smuggling)", malformed())
+def _():
+    return exchange(headers_frame(1, request_headers(method="POST", extra=[("transfer-encoding", "chunked")]), end_stream=False) + frame(DATA, END_STREAM, 1, b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nhost: a\r\n\r\n"), stream=1)
+
+
+@case("downgrade", "DATA longer than content-length (h2→h1 smuggling)", malformed())
+def _():
+    return exchange(headers_frame(1, request_headers(method="POST", extra=[("content-length", "3")]), end_stream=False) + frame(DATA, END_STREAM, 1, b"abcGET /smuggled HTTP/1.1\r\nhost: a\r\n\r\n"), stream=1)
+
+
+@case("downgrade", "CR LF in :path", malformed())
+def _():
+    return malformed_request(request_headers(path="/echo HTTP/1.1\r\nhost: a\r\n\r\nGET /smuggled"))
+
+
+@case("downgrade", "space in :method", malformed())
+def _():
+    return malformed_request([(":method", "GET /smuggled HTTP/1.1"), (":scheme", "http"), (":path", "/echo"), (":authority", "a.example")])
+
+
 # ---- attacks ----------------------------------------------------------------------------------
 
 @case("attacks", "rapid reset (CVE-2023-44487)", goaway(ENHANCE_YOUR_CALM))
