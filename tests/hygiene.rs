@@ -410,3 +410,28 @@ fn the_hostile_example_loads_with_its_documented_defaults() {
     assert_eq!(server.limits.h2_max_local_error_reset_streams, 256);
     assert_eq!(server.limits.h2_max_header_list_size, None);
 }
+
+#[test]
+fn bad_h2_limits_are_located_config_errors() {
+    let yaml = "version: 1
+listeners: [{ name: p, address: \"127.0.0.1:0\" }]
+server:
+  limits:
+    h2_max_pending_reset_streams: 0
+    h2_max_local_error_reset_streams: 0
+    h2_max_header_list_size: 5GiB
+upstreams: {}
+routes: []
+";
+    let Err(errors) = gantry::config::load_str("t.yaml", yaml) else {
+        panic!("bad h2 limits were accepted");
+    };
+    let errors = errors.to_string();
+    for expected in [
+        "t.yaml:5:35: server.limits.h2_max_pending_reset_streams: must be at least 1",
+        "t.yaml:6:39: server.limits.h2_max_local_error_reset_streams: must be at least 1",
+        "t.yaml:7:30: server.limits.h2_max_header_list_size: must be between 1 byte and 4GiB",
+    ] {
+        assert!(errors.contains(expected), "{expected}\nnot in\n{errors}");
+    }
+}
