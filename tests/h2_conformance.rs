@@ -38,6 +38,9 @@ routes:
         up.url()
     );
     let gw = TestGateway::start_with(&yaml, &[]).await;
+    // The floods (CONTINUATION, SETTINGS, PING, rapid reset) must not grow the gateway's memory:
+    // this process holds the gateway and the upstream, the script runs outside it.
+    let before = vm_kib("VmRSS:");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/h2_conformance.py");
     let addr = gw.addr.to_string();
     let output = tokio::task::spawn_blocking(move || {
@@ -64,7 +67,27 @@ routes:
         .map(|r| r.uri.path().to_owned())
         .collect();
     assert!(paths.iter().all(|p| !p.contains("smuggled")), "{paths:?}");
+    let peak = vm_kib("VmHWM:");
+    println!(
+        "peak RSS growth during the h2 cases: {} KiB",
+        peak.saturating_sub(before)
+    );
+    assert!(
+        peak.saturating_sub(before) < 64 * 1024,
+        "peak RSS grew by {} KiB during the h2 cases",
+        peak - before
+    );
     // The gateway still serves after every case (the script checks it too; this is the Rust view).
     let (status, _, _) = support::get(&gw.url("/echo")).await;
     assert_eq!(status, 200);
+}
+
+/// A `/proc/self/status` field in KiB.
+fn vm_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
 }
