@@ -45,6 +45,9 @@ pub enum GatewayError {
     /// A `Transfer-Encoding` other than exactly one `chunked` (TE.TE smuggling obfuscations).
     #[error("Transfer-Encoding must be exactly \"chunked\"")]
     BadTransferEncoding,
+    /// A path with `%2F` or `%5C` under `server.path_with_escaped_slashes: reject`.
+    #[error("the path contains an encoded slash or backslash (%2F, %5C)")]
+    EscapedSlash,
     /// A request header name refused by `server.headers_with_underscores: reject`.
     #[error("header name {name:?} contains an underscore")]
     InvalidHeaderName {
@@ -235,6 +238,7 @@ impl GatewayError {
             | Self::InvalidHost
             | Self::InvalidHeaderName { .. }
             | Self::BadTransferEncoding
+            | Self::EscapedSlash
             | Self::BadPath(_)
             | Self::BadRequestBody { .. }
             | Self::PlainHttpOnTlsPort
@@ -277,6 +281,7 @@ impl GatewayError {
             Self::InvalidHost => "invalid-host",
             Self::InvalidHeaderName { .. } => "invalid-header-name",
             Self::BadTransferEncoding => "invalid-transfer-encoding",
+            Self::EscapedSlash => "escaped-slash",
             Self::BadPath(_) => "invalid-path",
             Self::BadRequestBody { .. } => "invalid-body",
             Self::RequestBodyTimeout { .. } => "request-body-timeout",
@@ -317,6 +322,7 @@ impl GatewayError {
             | Self::InvalidHost
             | Self::InvalidHeaderName { .. }
             | Self::BadTransferEncoding
+            | Self::EscapedSlash
             | Self::BadPath(_)
             | Self::BadRequestBody { .. }
             | Self::RequestBodyTimeout { .. }

@@ -134,6 +134,8 @@ pub struct ServerSettings {
     pub via_name: String,
     /// What happens to request headers with `_` in their name.
     pub headers_with_underscores: crate::config::file_hostile::FileUnderscoreHeaders,
+    /// What happens to request paths with `%2F` or `%5C`.
+    pub path_with_escaped_slashes: crate::config::file_hostile::FileEscapedSlashes,
 }
 
 /// Size and time limits.

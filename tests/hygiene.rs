@@ -409,6 +409,10 @@ fn the_hostile_example_loads_with_its_documented_defaults() {
     assert_eq!(server.limits.h2_max_pending_reset_streams, 50);
     assert_eq!(server.limits.h2_max_local_error_reset_streams, 256);
     assert_eq!(server.limits.h2_max_header_list_size, None);
+    assert_eq!(
+        server.path_with_escaped_slashes,
+        gantry::config::file_hostile::FileEscapedSlashes::Keep
+    );
 }
 
 #[test]
@@ -434,4 +438,23 @@ routes: []
     ] {
         assert!(errors.contains(expected), "{expected}\nnot in\n{errors}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn escaped_slashes_can_be_rejected() {
+    let up = Upstream::start("echo").await;
+    let gw = TestGateway::simple(
+        &up.url(),
+        "",
+        CATCH_ALL,
+        "  path_with_escaped_slashes: reject",
+    )
+    .await;
+    for target in ["/public/..%2fadmin", "/a%2Fb", "/a%5cb", "/a%5C..%5Cb"] {
+        let response = exchange(&gw, &format!("GET {target} HTTP/1.1"), &["Host: a.example"]).await;
+        assert_problem(&response, 400, "escaped-slash");
+    }
+    assert_eq!(up.request_count(), 0);
+    let response = exchange(&gw, "GET /a/b%20c HTTP/1.1", &["Host: a.example"]).await;
+    assert_eq!(response.status, 200);
 }

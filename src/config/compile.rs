@@ -284,6 +284,7 @@ fn server_settings(loaded: &LoadedFile, errors: &mut Vec<ConfigError>) -> Server
         via_entry,
         via_name,
         headers_with_underscores: server.headers_with_underscores.unwrap_or_default(),
+        path_with_escaped_slashes: server.path_with_escaped_slashes.unwrap_or_default(),
     }
 }
 

@@ -106,6 +106,8 @@ pub struct FileServer {
     pub ip: Option<super::file_security::FileIpRules>,
     /// Request headers with `_` in their name: `allow`, `reject` (400) or `drop` (default).
     pub headers_with_underscores: Option<super::file_hostile::FileUnderscoreHeaders>,
+    /// Request paths with `%2F` or `%5C`: `keep` (default, forwarded encoded) or `reject` (400).
+    pub path_with_escaped_slashes: Option<super::file_hostile::FileEscapedSlashes>,
 }
 
 /// Request size and time limits, enforced at the edge with problem+json answers.

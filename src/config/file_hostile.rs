@@ -1,4 +1,5 @@
-//! The file model of hostile-traffic settings: `server.headers_with_underscores`.
+//! The file model of hostile-traffic settings: `server.headers_with_underscores` and
+//! `server.path_with_escaped_slashes`.
 //!
 //! Kept apart from `file.rs` so these keys can grow without touching the shared model. The HTTP/2
 //! limits live next to `h2_max_concurrent_streams` in `server.limits`, where users look for them.
@@ -22,4 +23,20 @@ pub enum FileUnderscoreHeaders {
     /// Remove them before routing, policies and forwarding.
     #[default]
     Drop,
+}
+
+/// What to do with a request path containing an encoded slash or backslash (`%2F`, `%5C`).
+///
+/// Gantry never decodes them (they are data inside a segment, not separators), so routing is
+/// consistent. An upstream that decodes them itself may still see `/public/..%2Fadmin` as
+/// `/admin`; `reject` closes that door for upstreams that do (Envoy's
+/// `path_with_escaped_slashes_action: REJECT_REQUEST`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FileEscapedSlashes {
+    /// Forward them encoded, as received (uppercased hex).
+    #[default]
+    Keep,
+    /// Answer 400 `escaped-slash`.
+    Reject,
 }

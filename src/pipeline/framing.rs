@@ -1,4 +1,4 @@
-//! Request framing checks hyper leaves to us.
+//! Request framing and path checks hyper leaves to us.
 //!
 //! hyper's HTTP/1 parser already rejects a `Transfer-Encoding` whose last coding is not `chunked`.
 //! It accepts any list that *ends* in `chunked` (`identity, chunked`, `cow` and `chunked` on two
@@ -8,7 +8,17 @@
 
 use http::header::{self, HeaderMap};
 
+use crate::config::file_hostile::FileEscapedSlashes;
 use crate::error::GatewayError;
+
+/// 400 `escaped-slash` for a normalised path with `%2F` or `%5C` when the policy is `reject`.
+/// The normaliser uppercases escape hex, so two needles cover every spelling.
+pub fn check_escaped_slashes(path: &str, policy: FileEscapedSlashes) -> Result<(), GatewayError> {
+    if policy == FileEscapedSlashes::Reject && (path.contains("%2F") || path.contains("%5C")) {
+        return Err(GatewayError::EscapedSlash);
+    }
+    Ok(())
+}
 
 /// 400 `invalid-transfer-encoding` unless every `Transfer-Encoding` line, taken together, is
 /// exactly one `chunked` (any case, surrounding whitespace allowed). No header: nothing to do.
@@ -40,6 +50,16 @@ mod tests {
             h.append(header::TRANSFER_ENCODING, HeaderValue::from_static(v));
         }
         h
+    }
+
+    #[test]
+    fn escaped_slashes_are_refused_only_when_asked() {
+        for path in ["/a%2Fb", "/a%5Cb", "/%2F"] {
+            assert!(check_escaped_slashes(path, FileEscapedSlashes::Keep).is_ok());
+            let err = check_escaped_slashes(path, FileEscapedSlashes::Reject).unwrap_err();
+            assert_eq!(err.slug(), "escaped-slash");
+        }
+        assert!(check_escaped_slashes("/a/b%20c", FileEscapedSlashes::Reject).is_ok());
     }
 
     #[test]
