@@ -42,6 +42,18 @@ pub enum GatewayError {
     /// Host header value that is not a valid authority.
     #[error("invalid Host header")]
     InvalidHost,
+    /// A `Transfer-Encoding` other than exactly one `chunked` (TE.TE smuggling obfuscations).
+    #[error("Transfer-Encoding must be exactly \"chunked\"")]
+    BadTransferEncoding,
+    /// A path with `%2F` or `%5C` under `server.path_with_escaped_slashes: reject`.
+    #[error("the path contains an encoded slash or backslash (%2F, %5C)")]
+    EscapedSlash,
+    /// A request header name refused by `server.headers_with_underscores: reject`.
+    #[error("header name {name:?} contains an underscore")]
+    InvalidHeaderName {
+        /// The offending name.
+        name: String,
+    },
     /// A path that cannot be normalised (escapes root, bad escape, control character).
     #[error("invalid request path: {0}")]
     BadPath(#[from] PathError),
@@ -275,6 +287,9 @@ impl GatewayError {
             | Self::DuplicateHost
             | Self::HostMismatch { .. }
             | Self::InvalidHost
+            | Self::InvalidHeaderName { .. }
+            | Self::BadTransferEncoding
+            | Self::EscapedSlash
             | Self::BadPath(_)
             | Self::BadRequestBody { .. }
             | Self::PlainHttpOnTlsPort
@@ -342,6 +357,9 @@ impl GatewayError {
             Self::DuplicateHost => "duplicate-host",
             Self::HostMismatch { .. } => "host-mismatch",
             Self::InvalidHost => "invalid-host",
+            Self::InvalidHeaderName { .. } => "invalid-header-name",
+            Self::BadTransferEncoding => "invalid-transfer-encoding",
+            Self::EscapedSlash => "escaped-slash",
             Self::BadPath(_) => "invalid-path",
             Self::BadRequestBody { .. } => "invalid-body",
             Self::RequestBodyTimeout { .. } => "request-body-timeout",
@@ -386,6 +404,9 @@ impl GatewayError {
             | Self::DuplicateHost
             | Self::HostMismatch { .. }
             | Self::InvalidHost
+            | Self::InvalidHeaderName { .. }
+            | Self::BadTransferEncoding
+            | Self::EscapedSlash
             | Self::BadPath(_)
             | Self::BadRequestBody { .. }
             | Self::RequestBodyTimeout { .. }
@@ -428,6 +449,7 @@ impl GatewayError {
         matches!(
             self,
             Self::BadRequestBody { .. }
+                | Self::BadTransferEncoding
                 | Self::RequestBodyTimeout { .. }
                 | Self::PayloadTooLarge { .. }
                 | Self::Internal

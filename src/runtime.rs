@@ -146,6 +146,10 @@ pub struct ServerSettings {
     pub metrics_enabled: bool,
     /// Share of new traces marked sampled (`observability.tracing.sample_ratio`).
     pub trace_sample_ratio: f64,
+    /// What happens to request headers with `_` in their name.
+    pub headers_with_underscores: crate::config::file_hostile::FileUnderscoreHeaders,
+    /// What happens to request paths with `%2F` or `%5C`.
+    pub path_with_escaped_slashes: crate::config::file_hostile::FileEscapedSlashes,
 }
 
 /// Size and time limits.
@@ -165,4 +169,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// HTTP/2 streams per connection.
     pub h2_max_concurrent_streams: u32,
+    /// HTTP/2 streams opened and reset by the client before being accepted (rapid reset guard).
+    pub h2_max_pending_reset_streams: usize,
+    /// HTTP/2 streams the server resets for protocol errors before GOAWAY.
+    pub h2_max_local_error_reset_streams: usize,
+    /// HTTP/2 header list size advertised to clients; `None` sizes it above the head limits.
+    pub h2_max_header_list_size: Option<u64>,
 }

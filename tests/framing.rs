@@ -6,59 +6,12 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
-
 use support::client::{ParsedResponse, find};
+use support::recording::RecordingBackend;
 use support::{RawConn, RawResponse, RawUpstream, TestGateway, Upstream, raw_request};
 
 /// One catch-all route to `backend`.
 const CATCH_ALL: &str = "  - { name: all, match: { path_prefix: / }, upstream: backend }";
-
-/// A complete, keep-alive answer from the raw backend.
-const BACKEND_OK: &[u8] =
-    b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok";
-
-/// A raw backend that records each request it reads (head plus body, as framed by the gateway)
-/// and answers each one with [`BACKEND_OK`].
-struct RecordingBackend {
-    upstream: RawUpstream,
-    requests: Arc<Mutex<Vec<Vec<u8>>>>,
-}
-
-impl RecordingBackend {
-    async fn start() -> Self {
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::clone(&requests);
-        let upstream = RawUpstream::start(move |mut conn| {
-            let seen = Arc::clone(&seen);
-            async move {
-                while let Some(request) = conn.read_request().await {
-                    seen.lock().unwrap().push(request);
-                    if conn.write(BACKEND_OK).await.is_err() {
-                        return;
-                    }
-                }
-                // Whatever follows an incomplete request is still recorded by RawUpstream.
-                conn.read_to_close().await;
-            }
-        })
-        .await;
-        Self { upstream, requests }
-    }
-
-    /// The heads of every complete request read so far, as text.
-    fn heads(&self) -> Vec<String> {
-        self.requests
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                let end = find(r, b"\r\n\r\n").map_or(r.len(), |e| e + 4);
-                String::from_utf8_lossy(&r[..end]).into_owned()
-            })
-            .collect()
-    }
-}
 
 /// A raw backend that reads a request head and then only reads (recording), never answering.
 async fn silent_backend() -> RawUpstream {

@@ -42,6 +42,8 @@ pub(crate) mod defaults {
     pub const IDLE_TIMEOUT_SECS: u64 = 60;
     pub const MAX_CONNECTIONS: usize = 20_000;
     pub const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+    pub const H2_MAX_PENDING_RESET_STREAMS: usize = 50;
+    pub const H2_MAX_LOCAL_ERROR_RESET_STREAMS: usize = 256;
     pub const SHUTDOWN_GRACE_SECS: u64 = 30;
     pub const CONNECT_TIMEOUT_SECS: u64 = 1;
     pub const REQUEST_TIMEOUT_SECS: u64 = 15;
@@ -288,11 +290,20 @@ fn server_settings(loaded: &LoadedFile, errors: &mut Vec<ConfigError>) -> Server
             h2_max_concurrent_streams: limits
                 .h2_max_concurrent_streams
                 .unwrap_or(defaults::H2_MAX_CONCURRENT_STREAMS),
+            h2_max_pending_reset_streams: limits
+                .h2_max_pending_reset_streams
+                .unwrap_or(defaults::H2_MAX_PENDING_RESET_STREAMS),
+            h2_max_local_error_reset_streams: limits
+                .h2_max_local_error_reset_streams
+                .unwrap_or(defaults::H2_MAX_LOCAL_ERROR_RESET_STREAMS),
+            h2_max_header_list_size: limits.h2_max_header_list_size.map(|s| s.0),
         },
         via_entry,
         via_name,
         trace_sample_ratio: trace_sample_ratio(loaded, errors),
         metrics_enabled: loaded.config.observability.metrics.enabled,
+        headers_with_underscores: server.headers_with_underscores.unwrap_or_default(),
+        path_with_escaped_slashes: server.path_with_escaped_slashes.unwrap_or_default(),
     }
 }
 

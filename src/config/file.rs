@@ -109,6 +109,10 @@ pub struct FileServer {
     /// Limits applied on every route, before the route's own.
     #[serde(default)]
     pub rate_limit: Vec<super::file_rate_limit::FileRateLimit>,
+    /// Request headers with `_` in their name: `allow`, `reject` (400) or `drop` (default).
+    pub headers_with_underscores: Option<super::file_hostile::FileUnderscoreHeaders>,
+    /// Request paths with `%2F` or `%5C`: `keep` (default, forwarded encoded) or `reject` (400).
+    pub path_with_escaped_slashes: Option<super::file_hostile::FileEscapedSlashes>,
 }
 
 /// Request size and time limits, enforced at the edge with problem+json answers.
@@ -129,6 +133,15 @@ pub struct FileLimits {
     pub max_connections: Option<usize>,
     /// HTTP/2 streams per client connection (default 100).
     pub h2_max_concurrent_streams: Option<u32>,
+    /// HTTP/2 streams a client may open and reset before the server accepts them, per connection;
+    /// past it the connection ends with GOAWAY ENHANCE_YOUR_CALM (rapid reset guard; default 50).
+    pub h2_max_pending_reset_streams: Option<usize>,
+    /// HTTP/2 streams the server may reset for protocol errors per connection before it sends
+    /// GOAWAY ENHANCE_YOUR_CALM (default 256).
+    pub h2_max_local_error_reset_streams: Option<usize>,
+    /// HTTP/2 header list size advertised in SETTINGS (default: max_header_bytes + max_uri_bytes
+    /// + 16KiB, so Gantry's own 431 answers first).
+    pub h2_max_header_list_size: Option<ByteSize>,
 }
 
 /// Logs, metrics and traces.

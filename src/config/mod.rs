@@ -21,6 +21,7 @@ mod env;
 mod error;
 pub mod file;
 pub mod file_aggregate;
+pub mod file_hostile;
 pub mod file_observe;
 pub mod file_rate_limit;
 pub mod file_resilience;

@@ -243,6 +243,27 @@ impl Validator<'_> {
             "server.limits.h2_max_concurrent_streams",
             limits.h2_max_concurrent_streams,
         );
+        for (key, value) in [
+            (
+                "h2_max_pending_reset_streams",
+                limits.h2_max_pending_reset_streams,
+            ),
+            (
+                "h2_max_local_error_reset_streams",
+                limits.h2_max_local_error_reset_streams,
+            ),
+        ] {
+            self.at_least_one(&child_key("server.limits", key), value.map(|v| v as u64));
+        }
+        // SETTINGS_MAX_HEADER_LIST_SIZE is a 32-bit field (RFC 9113 §6.5.2).
+        if let Some(size) = limits.h2_max_header_list_size
+            && (size.0 == 0 || size.0 > u64::from(u32::MAX))
+        {
+            self.error(
+                "server.limits.h2_max_header_list_size",
+                "must be between 1 byte and 4GiB",
+            );
+        }
     }
 
     fn observability(&mut self) {

@@ -1,8 +1,10 @@
 //! The edge: what every request passes through, in this fixed order.
 //!
 //! ```text
-//! catch panic ─► request id ─► access record ─► limits (414, 431) ─► Host checks (400)
-//! ─► Via loop (508) ─► client IP (trusted proxies) ─► path normalisation (400)
+//! catch panic ─► request id ─► access record ─► limits (414, 431) ─► Transfer-Encoding other
+//! than one `chunked` (400) ─► `_` in header names (400 or dropped) ─► Host checks (400)
+//! ─► Via loop (508) ─► client IP (trusted proxies) ─► path normalisation (400) ─► `%2F`/`%5C`
+//! when rejected (400)
 //! ─► server.ip (403) ─► route lookup (404 / 405; a CORS preflight by the method it asks for)
 //! ─► route policies (src/policy: ip, cors, rate limits, auth) ─► body limit from Content-Length (413)
 //! ─► strip spoofable headers, set X-Forwarded-*, Via, request id ─► rewrite ─► forward
@@ -171,6 +173,8 @@ async fn route_and_forward(
     let settings = &runtime.server;
     let limits = &settings.limits;
     check_head_limits(&req, limits.max_uri_bytes, limits.max_header_bytes)?;
+    super::framing::check_transfer_encoding(req.headers())?;
+    super::underscore::apply(req.headers_mut(), settings.headers_with_underscores)?;
     if let Some(rules) = &runtime.security.global_ip {
         rules.check(record.client_ip)?;
     }
@@ -179,6 +183,7 @@ async fn route_and_forward(
         return Err(GatewayError::LoopDetected);
     }
     let path = normalize_path(req.uri().path())?;
+    super::framing::check_escaped_slashes(&path, settings.path_with_escaped_slashes)?;
     let routing_host = routing_host(host.as_ref())?;
     // A CORS preflight is routed by the method it asks about, so a GET-only route can answer it;
     // when that route has no CORS policy, the OPTIONS request is routed as itself.

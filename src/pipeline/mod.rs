@@ -1,4 +1,6 @@
 //! The layers every request passes before its handler, in the order written in [`edge`].
 
 pub mod edge;
+pub mod framing;
 pub mod headers;
+pub mod underscore;

@@ -205,9 +205,11 @@ fn connection_builder(
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
-        .max_header_list_size(u32::try_from(head_room).unwrap_or(u32::MAX))
-        .max_pending_accept_reset_streams(Some(50))
-        .max_local_error_reset_streams(Some(256));
+        .max_header_list_size(
+            u32::try_from(limits.h2_max_header_list_size.unwrap_or(head_room)).unwrap_or(u32::MAX),
+        )
+        .max_pending_accept_reset_streams(Some(limits.h2_max_pending_reset_streams))
+        .max_local_error_reset_streams(Some(limits.h2_max_local_error_reset_streams));
     match (settings.http1, settings.h2c) {
         (true, false) => builder.http1_only(),
         (false, true) => builder.http2_only(),

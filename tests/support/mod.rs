@@ -7,6 +7,7 @@ pub mod body;
 pub mod client;
 pub mod dns;
 pub mod raw_upstream;
+pub mod recording;
 pub mod redis;
 pub mod tls;
 pub mod upstream;
