@@ -3,7 +3,8 @@
 //! while traffic runs, and the rendered page must show the routes' numbers, the targets' states,
 //! the config version and the recent errors with their request ids, and the numbers must change
 //! as traffic goes on. Skips (with a message) when Chromium is not installed:
-//! `apt-get install -y chromium`.
+//! `apt-get install -y chromium` (`.ci/run` installs it and sets `GANTRY_REQUIRE_BROWSER`, which
+//! turns the skip into a failure).
 //! `GANTRY_DASHBOARD_SCREENSHOT=docs/dashboard.png` also saves a screenshot.
 
 mod support;
@@ -57,6 +58,10 @@ fn route_total(dom: &str, route: &str) -> Option<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_shows_live_numbers_targets_and_errors() {
     if !std::path::Path::new(CHROMIUM).exists() {
+        assert!(
+            std::env::var_os("GANTRY_REQUIRE_BROWSER").is_none(),
+            "{CHROMIUM} is required here (GANTRY_REQUIRE_BROWSER is set; .ci/run installs it)"
+        );
         eprintln!("SKIPPED: {CHROMIUM} is not installed (apt-get install -y chromium)");
         return;
     }
