@@ -5,6 +5,7 @@ Called by bench/run (which installs the tools and builds Gantry in release). Env
 (seconds per measurement, default 8), BENCH_ROUNDS (default 3), BENCH_WARMUP (seconds, default 2),
 BENCH_RECORD=0 (print only: leave results/latest.json and RESULTS.md alone)."""
 
+import base64
 import datetime
 import json
 import os
@@ -34,7 +35,12 @@ PEERS = {
     "nginx": (["nginx", "-p", HERE + "/", "-c", "nginx-proxy.conf"], 18101, 18111),
     "haproxy": (["haproxy", "-f", "haproxy.cfg"], 18102, 18112),
     "gantry": ([GANTRY, "run", "-c", "gantry.yaml"], 18103, 18103),
+    # scenario 5: the same Gantry with JWT (RS256) + a local rate limit + metrics on the route
+    "gantry+": ([GANTRY, "run", "-c", "gantry-full.yaml"], 18105, None),
 }
+FULL_PEER = "gantry+"
+FULL_SCENARIO = ("jwt-rl-c50", "GET with an RS256 bearer token, local rate limit, metrics; 50 connections")
+KEYS_DIR = os.path.join(HERE, "..", "tests", "fixtures", "jwt")
 
 SCENARIOS = [
     ("get-c50", "GET, 50 connections"),
@@ -42,6 +48,25 @@ SCENARIOS = [
     ("post-1k-c50", "POST 1 KiB, 50 connections"),
     ("h2-c50", "HTTP/2 (h2c) GET, 50 connections x 10 streams"),
 ]
+
+
+def b64(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def rs256_token():
+    """A bearer token signed with the test key (openssl CLI; no Python packages needed)."""
+    claims = {"iss": "https://login.bench/", "aud": "bench", "sub": "bench-user",
+              "scope": "bench:read", "exp": int(time.time()) + 86400}
+    signing_input = f"{b64(json.dumps({'alg': 'RS256', 'typ': 'JWT'}).encode())}." \
+                    f"{b64(json.dumps(claims).encode())}"
+    signature = subprocess.run(["openssl", "dgst", "-sha256", "-sign",
+                                os.path.join(KEYS_DIR, "rsa1.key.pem")],
+                               input=signing_input.encode(), capture_output=True, check=True).stdout
+    return f"{signing_input}.{b64(signature)}"
+
+
+TOKEN = None  # set in main(); sent by the scenario-5 peer's checks and load
 
 
 def pinned(cmd, core):
@@ -52,16 +77,22 @@ def start(name, cmd, port):
     """Starts a server pinned to the server core, in its own process group, and waits until `port`
     answers `GET /` with the backend's body (so a proxy is checked end to end)."""
     log = open(os.path.join(RUN, f"{name}.log"), "w")
+    env = dict(os.environ)
+    with open(os.path.join(KEYS_DIR, "rsa1.pub.pem")) as f:
+        env["BENCH_JWT_PEM"] = f.read().strip()
     proc = subprocess.Popen(
         pinned(cmd, SERVER_CORE), cwd=HERE, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
+        start_new_session=True, env=env,
     )
     deadline = time.monotonic() + 10
     while True:
         if proc.poll() is not None:
             sys.exit(f"{name} exited at start (code {proc.returncode}); see bench/tmp/{name}.log")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as resp:
+            check = urllib.request.Request(f"http://127.0.0.1:{port}/")
+            if name == FULL_PEER:
+                check.add_header("Authorization", f"Bearer {TOKEN}")
+            with urllib.request.urlopen(check, timeout=1) as resp:
                 if resp.status == 200 and resp.read() == b"hello\n":
                     break
         except OSError:
@@ -145,8 +176,10 @@ def to_ms(text):
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def run_wrk(port, connections, script=None, duration=DURATION):
+def run_wrk(port, connections, script=None, duration=DURATION, token=None):
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
+    if token:
+        cmd += ["-H", f"Authorization: Bearer {token}"]
     if script:
         cmd += ["-s", os.path.join(HERE, script)]
     cmd.append(f"http://127.0.0.1:{port}/")
@@ -213,6 +246,8 @@ def measure(scenario, port, h2_port, pids, backend_pids):
         result = run_wrk(port, 200)
     elif scenario == "post-1k-c50":
         result = run_wrk(port, 50, "post-1k.lua")
+    elif scenario == FULL_SCENARIO[0]:
+        result = run_wrk(port, 50, token=TOKEN)
     else:
         result = run_h2load(h2_port)
     ticks = cpu_ticks(pids) - before
@@ -231,6 +266,8 @@ def median(values):
 
 
 def main():
+    global TOKEN
+    TOKEN = rs256_token()
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, on_signal)
     ports_free()
@@ -250,8 +287,9 @@ def main():
                     pids = group_pids(proc)
                     if pids and peer not in idle_rss:
                         idle_rss[peer] = rss_kib(pids)
-                    run_wrk(port, 50, duration=WARMUP)  # warm-up: pools, caches
-                    for scenario, _ in SCENARIOS:
+                    full = peer == FULL_PEER
+                    run_wrk(port, 50, duration=WARMUP, token=TOKEN if full else None)  # warm-up
+                    for scenario, _ in ([FULL_SCENARIO] if full else SCENARIOS):
                         result = measure(scenario, port, h2_port, pids, backend_pids)
                         if result is not None:
                             samples.setdefault((peer, scenario), []).append(result)
@@ -289,7 +327,7 @@ def report(samples, idle_rss):
     lines.append(header)
     lines.append("-" * len(header))
     ratios = {}
-    for scenario, _ in SCENARIOS:
+    for scenario, _ in SCENARIOS + [FULL_SCENARIO]:
         peers = table.get(scenario, {})
         for peer in PEERS:
             r = peers.get(peer)
@@ -324,7 +362,20 @@ def report(samples, idle_rss):
     lines.append("")
     lines.append("idle RSS after start-up and one request (MiB): "
                  + ", ".join(f"{p} {v / 1024:.1f}" for p, v in idle_rss.items()))
-    lines.append("scenario 5 (Gantry with JWT auth + local rate limit + metrics): skipped: needs auth/rate-limit/metrics")
+    full = table.get(FULL_SCENARIO[0], {}).get(FULL_PEER)
+    plain = table.get("get-c50", {})
+    if full:
+        parts = []
+        for other in ["gantry", "nginx", "haproxy"]:
+            o = plain.get(other)
+            if o and o.get("rps"):
+                cpu = (full["cpu_us_per_req"] / o["cpu_us_per_req"]
+                       if full.get("cpu_us_per_req") and o.get("cpu_us_per_req") else None)
+                parts.append(f"vs plain {other}: req/s {full['rps'] / o['rps']:.2f}, CPU/req {fmt(cpu, '.2f')}")
+                ratios.setdefault(FULL_SCENARIO[0], {})[f"gantry+/{other}"] = {
+                    "rps": full["rps"] / o["rps"], "cpu_per_req": cpu}
+        lines.append("scenario 5 (Gantry with JWT RS256 + local rate limit + metrics, GET c=50) "
+                     + "; ".join(parts))
     text = "\n".join(lines)
     print()
     print(text)
@@ -334,7 +385,7 @@ def report(samples, idle_rss):
     rev = git_rev()
     with open(os.path.join(HERE, "results", "latest.json"), "w") as f:
         json.dump({"when": stamp, "gantry_commit": rev, "duration_s": DURATION, "rounds": ROUNDS,
-                   "tools": tool_versions(), "scenarios": dict(SCENARIOS), "medians": table,
+                   "tools": tool_versions(), "scenarios": dict(SCENARIOS + [FULL_SCENARIO]), "medians": table,
                    "ratios": ratios, "idle_rss_kib": idle_rss}, f, indent=2)
         f.write("\n")
     with open(os.path.join(HERE, "RESULTS.md"), "a") as f:
