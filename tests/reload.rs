@@ -17,7 +17,7 @@ const TOKEN: &str = "admin-secret-token";
 /// to `/probe/{n}`, so every response names the one config that routed it. `/extra-{n}` exists
 /// only in version n. `extra_listener` adds a second listener.
 fn config(n: usize, a: &Upstream, b: &Upstream, extra_listener: bool) -> String {
-    let upstream = if n % 2 == 0 { "up-a" } else { "up-b" };
+    let upstream = if n.is_multiple_of(2) { "up-a" } else { "up-b" };
     let second = if extra_listener {
         "  - { name: second, address: \"127.0.0.1:0\" }\n"
     } else {
@@ -110,7 +110,7 @@ async fn a_hundred_reloads_under_load_lose_no_request_and_never_mix_configs() {
                                 let path = echo["path"].as_str().unwrap().to_owned();
                                 let version: usize =
                                     path.trim_start_matches("/probe/").parse().unwrap();
-                                let expected = if version % 2 == 0 { "a" } else { "b" };
+                                let expected = if version.is_multiple_of(2) { "a" } else { "b" };
                                 if echo["upstream"] != expected {
                                     failures.push(format!(
                                         "mixed: {path} served by {}",

@@ -242,10 +242,10 @@ pub(crate) fn resolve_plain(text: &str) -> Value {
     if let Some(number) = resolve_int(text) {
         return Value::Number(number);
     }
-    if is_core_float(text) {
-        if let Some(number) = text.parse::<f64>().ok().and_then(Number::from_f64) {
-            return Value::Number(number);
-        }
+    if is_core_float(text)
+        && let Some(number) = text.parse::<f64>().ok().and_then(Number::from_f64)
+    {
+        return Value::Number(number);
     }
     Value::String(text.to_owned())
 }

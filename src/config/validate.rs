@@ -212,13 +212,13 @@ impl Validator<'_> {
         if server.worker_threads == Some(0) {
             self.error("server.worker_threads", "must be at least 1");
         }
-        if let Some(via) = &server.via_name {
-            if via.is_empty() || !via.bytes().all(is_tchar) {
-                self.error(
-                    "server.via_name",
-                    format!("invalid name {via:?}: use letters, digits and -._~"),
-                );
-            }
+        if let Some(via) = &server.via_name
+            && (via.is_empty() || !via.bytes().all(is_tchar))
+        {
+            self.error(
+                "server.via_name",
+                format!("invalid name {via:?}: use letters, digits and -._~"),
+            );
         }
         let limits = &server.limits;
         for (key, size) in [
@@ -345,13 +345,13 @@ impl Validator<'_> {
             if let Some(header) = &key.header {
                 self.header_name(&child_key(&hash_path, "header"), header);
             }
-            if let Some(cookie) = &key.cookie {
-                if cookie.is_empty() || !cookie.bytes().all(is_tchar) {
-                    self.error(
-                        &child_key(&hash_path, "cookie"),
-                        format!("invalid cookie name {cookie:?}"),
-                    );
-                }
+            if let Some(cookie) = &key.cookie
+                && (cookie.is_empty() || !cookie.bytes().all(is_tchar))
+            {
+                self.error(
+                    &child_key(&hash_path, "cookie"),
+                    format!("invalid cookie name {cookie:?}"),
+                );
             }
         }
         let timeouts = &upstream.timeouts;
@@ -582,10 +582,10 @@ impl Validator<'_> {
             } else {
                 seen.insert(lower, name);
             }
-            if let FileValueMatch::Exact(value) = condition {
-                if HeaderValue::from_str(value).is_err() {
-                    self.error(&path, format!("invalid header value {value:?}"));
-                }
+            if let FileValueMatch::Exact(value) = condition
+                && HeaderValue::from_str(value).is_err()
+            {
+                self.error(&path, format!("invalid header value {value:?}"));
             }
         }
     }
@@ -630,13 +630,13 @@ impl Validator<'_> {
                 }
             }
         }
-        if let Some(prefix) = &rewrite.strip_prefix {
-            if !prefix.starts_with('/') {
-                self.error(
-                    &child_key(&rewrite_path, "strip_prefix"),
-                    "strip_prefix must start with /",
-                );
-            }
+        if let Some(prefix) = &rewrite.strip_prefix
+            && !prefix.starts_with('/')
+        {
+            self.error(
+                &child_key(&rewrite_path, "strip_prefix"),
+                "strip_prefix must start with /",
+            );
         }
     }
 }

@@ -68,10 +68,11 @@ impl RecordingBackend {
         let r = &requests[i];
         let start = find(r, b"\r\n\r\n").map_or(r.len(), |e| e + 4);
         let head = String::from_utf8_lossy(&r[..start]).to_ascii_lowercase();
-        if head.contains("\ntransfer-encoding:") && head.contains("chunked") {
-            if let Some((data, _, _)) = decode_chunked(&r[start..]) {
-                return data;
-            }
+        if head.contains("\ntransfer-encoding:")
+            && head.contains("chunked")
+            && let Some((data, _, _)) = decode_chunked(&r[start..])
+        {
+            return data;
         }
         r[start..].to_vec()
     }

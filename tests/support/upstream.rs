@@ -402,7 +402,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> HandlerResult {
                 response
             }
             Fault::Flapping(code) => {
-                if state.flaps.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+                if state.flaps.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
                     status(&state, &code.to_string())
                 } else {
                     route(&state, index, &path, req).await?
