@@ -338,10 +338,9 @@ async fn counting_can_be_switched_off_while_state_series_stay() {
     assert!(text.contains("gantry_config_info{"), "{text}");
 }
 
-#[tokio::test]
-async fn refused_credentials_are_counted_by_method_and_reason() {
-    let app = Upstream::start("app").await;
-    let yaml = format!(
+/// A gateway with an admin listener and one upstream `app`, plus `rest` (consumers, routes).
+fn with_app(app: &Upstream, rest: &str) -> String {
+    format!(
         "version: 1
 listeners: [{{ name: public, address: \"127.0.0.1:0\" }}]
 admin: {{ address: \"127.0.0.1:0\" }}
@@ -349,19 +348,28 @@ observability: {{ access_log: {{ format: off }} }}
 upstreams:
   app:
     targets: [{{ url: \"{}\" }}]
-consumers:
-  - {{ name: reader, api_keys: [\"k-good\"], scopes: [read] }}
+{rest}",
+        app.url()
+    )
+}
+
+#[tokio::test]
+async fn refused_credentials_are_counted_by_method_and_reason() {
+    let app = Upstream::start("app").await;
+    let yaml = with_app(
+        &app,
+        "consumers:
+  - { name: reader, api_keys: [\"k-good\"], scopes: [read] }
 routes:
   - name: keyed
-    match: {{ path_prefix: /keyed }}
+    match: { path_prefix: /keyed }
     upstream: app
-    policies: {{ auth: {{ methods: [api_key] }} }}
+    policies: { auth: { methods: [api_key] } }
   - name: writers
-    match: {{ path_prefix: /write }}
+    match: { path_prefix: /write }
     upstream: app
-    policies: {{ auth: {{ methods: [api_key], scopes: [write] }} }}
+    policies: { auth: { methods: [api_key], scopes: [write] } }
 ",
-        app.url()
     );
     let gw = TestGateway::start_with(&yaml, &[]).await;
     let client = http1_client();
@@ -399,21 +407,14 @@ routes:
 #[tokio::test]
 async fn rate_limit_refusals_are_counted_by_route_and_limit() {
     let app = Upstream::start("app").await;
-    let yaml = format!(
-        "version: 1
-listeners: [{{ name: public, address: \"127.0.0.1:0\" }}]
-admin: {{ address: \"127.0.0.1:0\" }}
-observability: {{ access_log: {{ format: off }} }}
-upstreams:
-  app:
-    targets: [{{ url: \"{}\" }}]
-routes:
+    let yaml = with_app(
+        &app,
+        "routes:
   - name: limited
-    match: {{ path_prefix: /limited }}
+    match: { path_prefix: /limited }
     upstream: app
-    policies: {{ rate_limit: [{{ key: route, rate: 1/h, burst: 2 }}] }}
+    policies: { rate_limit: [{ key: route, rate: 1/h, burst: 2 }] }
 ",
-        app.url()
     );
     let gw = TestGateway::start_with(&yaml, &[]).await;
     let client = http1_client();
