@@ -232,3 +232,47 @@ async fn post_body_is_forwarded_and_missing_client_input_is_a_400() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_call_on_a_failed_call_is_424_and_a_required_call_past_the_budget_is_504() {
+    let upstream = Upstream::start("backend").await;
+    upstream.set_json("/broken", 500, r#"{"oops": 1}"#);
+    upstream.set_json("/fast", 200, r#"{"ok": true}"#);
+    // `profile` fails; `recs` needs its field, so it is never sent and reported as 424.
+    let gateway = start(
+        &upstream,
+        "      calls:\n\
+         \x20       - { name: fast, upstream: backend, path: /fast, required: true }\n\
+         \x20       - { name: profile, upstream: backend, path: /broken }\n\
+         \x20       - { name: recs, upstream: backend, path: \"/recs/{profile.segment}\", depends_on: [profile] }\n",
+    )
+    .await;
+    let (status, state, body) = fetch(&gateway, "/bff/1").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(state.as_deref(), Some("partial"));
+    let errors = body["errors"].as_array().unwrap();
+    let recs = errors.iter().find(|e| e["call"] == "recs").unwrap();
+    assert_eq!(recs["status"], 424, "{body}");
+    assert_eq!(
+        recs["type"],
+        "urn:gantry:problem:aggregate-dependency-failed"
+    );
+    assert_eq!(
+        upstream.count_path("/recs"),
+        0,
+        "a call whose input failed is never sent"
+    );
+
+    // A required call that hangs past the aggregate's budget: 504 naming it.
+    let gateway = start(
+        &upstream,
+        "      timeout: 200ms\n      calls:\n\
+         \x20       - { name: fast, upstream: backend, path: /fast }\n\
+         \x20       - { name: stuck, upstream: backend, path: /hang, required: true }\n",
+    )
+    .await;
+    let (status, _, body) = fetch(&gateway, "/bff/1").await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["type"], "urn:gantry:problem:aggregate-call-timeout");
+    assert!(body["detail"].as_str().unwrap().contains("stuck"), "{body}");
+}
