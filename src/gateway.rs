@@ -394,6 +394,7 @@ impl RunningGateway {
             return Err(ReloadError::ShuttingDown);
         }
         let previous = self.runtime();
+        let started = std::time::Instant::now();
         let compiled =
             tokio::task::spawn_blocking(move || crate::config::reload_file(&path, Some(&previous)))
                 .await
@@ -406,6 +407,7 @@ impl RunningGateway {
                         message: "the config compiler panicked".to_owned(),
                     }]))
                 });
+        let compiled_in = started.elapsed();
         let result = match compiled {
             Ok(config) => self.apply(&mut listeners, config).await,
             Err(errors) => Err(ReloadError::Invalid(errors)),
@@ -421,7 +423,12 @@ impl RunningGateway {
                 status.loaded_at_unix = unix_now();
                 status.last_error = None;
                 status.reloads_succeeded += 1;
-                tracing::info!(version = %version, "config reloaded");
+                tracing::info!(
+                    version = %version,
+                    compile_ms = compiled_in.as_secs_f64() * 1000.0,
+                    total_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "config reloaded"
+                );
             }
             Err(err) => {
                 status.last_error = Some(err.to_string());
