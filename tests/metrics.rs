@@ -96,7 +96,8 @@ async fn scrape(gw: &TestGateway, accept: Option<&str>) -> (String, String) {
     (content_type, response.text())
 }
 
-fn config(app: &Upstream, dead: &str) -> String {
+/// A gateway with an admin listener and one upstream `app`, plus `rest` (consumers, routes).
+fn with_app(app: &Upstream, rest: &str) -> String {
     format!(
         "version: 1
 listeners: [{{ name: public, address: \"127.0.0.1:0\" }}]
@@ -105,15 +106,24 @@ observability: {{ access_log: {{ format: off }} }}
 upstreams:
   app:
     targets: [{{ url: \"{}\" }}]
-  gone:
+{rest}",
+        app.url()
+    )
+}
+
+fn config(app: &Upstream, dead: &str) -> String {
+    with_app(
+        app,
+        &format!(
+            "  gone:
     targets: [{{ url: \"{dead}\" }}]
     retries: {{ attempts: 2, on: [connect_error], budget: 100%, min_retries_per_second: 100 }}
 routes:
   - {{ name: users, match: {{ path_prefix: /users }}, upstream: app }}
   - {{ name: status, match: {{ path_prefix: /status }}, upstream: app }}
   - {{ name: broken, match: {{ path_prefix: /broken }}, upstream: gone }}
-",
-        app.url()
+"
+        ),
     )
 }
 
@@ -336,21 +346,6 @@ async fn counting_can_be_switched_off_while_state_series_stay() {
         "{text}"
     );
     assert!(text.contains("gantry_config_info{"), "{text}");
-}
-
-/// A gateway with an admin listener and one upstream `app`, plus `rest` (consumers, routes).
-fn with_app(app: &Upstream, rest: &str) -> String {
-    format!(
-        "version: 1
-listeners: [{{ name: public, address: \"127.0.0.1:0\" }}]
-admin: {{ address: \"127.0.0.1:0\" }}
-observability: {{ access_log: {{ format: off }} }}
-upstreams:
-  app:
-    targets: [{{ url: \"{}\" }}]
-{rest}",
-        app.url()
-    )
 }
 
 #[tokio::test]
