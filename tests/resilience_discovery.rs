@@ -181,12 +181,11 @@ async fn a_reload_keeps_the_discovered_targets_even_while_dns_fails() {
 #[tokio::test]
 async fn readiness_waits_for_the_first_dns_lookup() {
     let a = Upstream::start("a").await;
-    let dns = DnsServer::start().await;
-    dns.set_silent(true);
-    dns.set_a("svc.test", &[Ipv4Addr::new(127, 0, 0, 1)]);
     // Resolvers fall back to TCP on the same port: a listener that never answers keeps that
     // path pending too.
-    let tcp = tokio::net::TcpListener::bind(dns.addr()).await.unwrap();
+    let (dns, tcp) = DnsServer::start_with_tcp().await;
+    dns.set_silent(true);
+    dns.set_a("svc.test", &[Ipv4Addr::new(127, 0, 0, 1)]);
     let hold = tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((stream, _)) = tcp.accept().await {

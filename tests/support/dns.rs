@@ -45,6 +45,19 @@ impl DnsServer {
         DnsServer { addr, zone, task }
     }
 
+    /// Like [`DnsServer::start`], plus a TCP listener on the same port (resolvers fall back to
+    /// TCP there). The UDP port is picked by the OS, so its TCP twin may already be taken by some
+    /// other socket: retry with a fresh port until both are ours.
+    pub async fn start_with_tcp() -> (DnsServer, tokio::net::TcpListener) {
+        for _ in 0..100 {
+            let server = DnsServer::start().await;
+            if let Ok(tcp) = tokio::net::TcpListener::bind(server.addr()).await {
+                return (server, tcp);
+            }
+        }
+        panic!("no loopback port free for both UDP and TCP after 100 tries");
+    }
+
     /// `IP:PORT` of the server.
     pub fn addr(&self) -> SocketAddr {
         self.addr
