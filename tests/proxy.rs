@@ -11,7 +11,7 @@ use http::{HeaderValue, Method, Request};
 use http_body_util::BodyExt;
 use support::{
     RawConn, RawUpstream, TestGateway, Upstream, collect, empty, full, h2_client, http1_client,
-    pattern_body, pattern_mismatch, ws_connect,
+    pattern_body, pattern_mismatch, upload_reading_concurrently, ws_connect,
 };
 
 const ROUTE_ALL: &str = "  - { name: all, match: { path_prefix: / }, upstream: backend }";
@@ -61,13 +61,26 @@ async fn one_gib_streams_both_ways_with_flat_memory() {
     }
     assert_eq!(offset, GIB);
 
-    // Upload: a lazily generated 1 GiB body, counted by the upstream.
-    let upload = Request::post(gw.url("/sink"))
-        .body(pattern_body(GIB))
-        .unwrap();
-    let yaml_limit_ok = client.fetch(upload).await;
-    // The default max_body_bytes is 10MiB: the upload must be refused while streaming...
-    assert_eq!(yaml_limit_ok.status, 413);
+    // Upload: a lazily generated 1 GiB body. The default max_body_bytes is 10MiB: the upload must
+    // be refused (413) and the connection closed while the body is still going out, so the answer
+    // is read concurrently with the upload (a client that reads only after writing can see
+    // BrokenPipe first).
+    let refused = upload_reading_concurrently(
+        gw.addr,
+        &format!(
+            "POST /sink HTTP/1.1\r\nHost: {}\r\nContent-Length: {GIB}\r\n\r\n",
+            gw.addr
+        ),
+        GIB,
+    )
+    .await;
+    let response = refused.response.expect("an answer to the oversized upload");
+    assert_eq!(response.status, 413);
+    assert!(
+        refused.sent < GIB,
+        "the whole GiB went out: {}",
+        refused.sent
+    );
     drop(gw);
 
     // ...so run the upload against a gateway whose limit allows it.

@@ -165,6 +165,75 @@ pub async fn raw_request(addr: SocketAddr, bytes: &[u8]) -> RawResponse {
     }
 }
 
+/// What [`upload_reading_concurrently`] saw: the answer (if a complete one arrived) and how many
+/// body bytes went out before the upload ended or the peer stopped taking them.
+#[derive(Debug)]
+pub struct UploadOutcome {
+    /// The response, parsed; `None` if the peer closed before a complete one.
+    pub response: Option<ParsedResponse>,
+    /// Body bytes written.
+    pub sent: u64,
+}
+
+/// Sends `head` (a request head ending in a blank line) and then `body_len` bytes of the pattern,
+/// while another task reads the answer. A server may answer early (413) and close while the body is
+/// still going out: the write side then fails (BrokenPipe, reset) and stops, and the answer read
+/// so far is kept. Waiting for the answer only after the upload (as hyper's client does) races
+/// with that close. Panics past the 10 s safety net for the answer.
+pub async fn upload_reading_concurrently(
+    addr: SocketAddr,
+    head: &str,
+    body_len: u64,
+) -> UploadOutcome {
+    let stream = TcpStream::connect(addr).await.expect("connect for upload");
+    let (mut read_half, mut write_half) = stream.into_split();
+    let head = head.as_bytes().to_vec();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = sent.clone();
+    let writer = tokio::spawn(async move {
+        if write_half.write_all(&head).await.is_err() {
+            return;
+        }
+        let chunk: Vec<u8> = (0..super::body::PATTERN_CHUNK as u64)
+            .map(super::body::pattern_byte)
+            .collect();
+        let mut done = 0u64;
+        while done < body_len {
+            let n = usize::try_from((body_len - done).min(chunk.len() as u64)).unwrap_or(0);
+            if write_half.write_all(&chunk[..n]).await.is_err() {
+                break;
+            }
+            done += n as u64;
+            counter.store(done, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let deadline = tokio::time::Instant::now() + SAFETY_NET;
+    let mut buf = Vec::new();
+    let mut tmp = vec![0u8; 16 * 1024];
+    let response = loop {
+        let read = tokio::time::timeout_at(deadline, read_half.read(&mut tmp))
+            .await
+            .expect("safety net: no answer to the upload within 10 s");
+        let eof = !matches!(read, Ok(n) if n > 0);
+        if let Ok(n) = read {
+            buf.extend_from_slice(&tmp[..n]);
+        }
+        if let Some((response, _)) = parse_response(&buf, eof, false) {
+            break Some(response);
+        }
+        if eof {
+            break None;
+        }
+    };
+    // The answer is in: stop the upload (dropping the read half does not stop the writer).
+    writer.abort();
+    let _ = writer.await;
+    UploadOutcome {
+        response,
+        sent: sent.load(std::sync::atomic::Ordering::Relaxed),
+    }
+}
+
 /// An interactive raw HTTP/1.1 connection.
 pub struct RawConn {
     stream: TcpStream,

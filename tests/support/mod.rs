@@ -17,7 +17,7 @@ pub use body::{
 };
 pub use client::{
     Collected, RawConn, RawResponse, TestClient, TlsConn, collect, get, h2_client, http1_client,
-    raw_request, send, tls_handshake, ws_connect,
+    raw_request, send, tls_handshake, upload_reading_concurrently, ws_connect,
 };
 pub use dns::DnsServer;
 pub use raw_upstream::{RawConnection, RawUpstream};
