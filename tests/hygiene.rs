@@ -410,6 +410,12 @@ fn the_hostile_example_loads_with_its_documented_defaults() {
     assert_eq!(server.limits.h2_max_local_error_reset_streams, 256);
     assert_eq!(server.limits.h2_max_header_list_size, None);
     assert_eq!(
+        gantry::config::compile_hostile::h2_max_control_frames_per_second(
+            &config.runtime.file.server.limits
+        ),
+        1000
+    );
+    assert_eq!(
         server.path_with_escaped_slashes,
         gantry::config::file_hostile::FileEscapedSlashes::Keep
     );
@@ -424,6 +430,7 @@ server:
     h2_max_pending_reset_streams: 0
     h2_max_local_error_reset_streams: 0
     h2_max_header_list_size: 5GiB
+    h2_max_control_frames_per_second: 0
 upstreams: {}
 routes: []
 ";
@@ -435,6 +442,7 @@ routes: []
         "t.yaml:5:35: server.limits.h2_max_pending_reset_streams: must be at least 1",
         "t.yaml:6:39: server.limits.h2_max_local_error_reset_streams: must be at least 1",
         "t.yaml:7:30: server.limits.h2_max_header_list_size: must be between 1 byte and 4GiB",
+        "t.yaml:8:39: server.limits.h2_max_control_frames_per_second: must be at least 1",
     ] {
         assert!(errors.contains(expected), "{expected}\nnot in\n{errors}");
     }

@@ -142,6 +142,9 @@ pub struct FileLimits {
     /// HTTP/2 header list size advertised in SETTINGS (default: max_header_bytes + max_uri_bytes
     /// + 16KiB, so Gantry's own 431 answers first).
     pub h2_max_header_list_size: Option<ByteSize>,
+    /// PING and SETTINGS frames a client may send per second on one HTTP/2 connection; past it
+    /// the connection is closed (GOAWAY ENHANCE_YOUR_CALM when it can be sent; default 1000).
+    pub h2_max_control_frames_per_second: Option<u32>,
 }
 
 /// Logs, metrics and traces.

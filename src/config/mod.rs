@@ -12,6 +12,7 @@
 
 pub mod compile;
 mod compile_aggregate;
+pub mod compile_hostile;
 mod compile_rate_limit;
 mod compile_resilience;
 mod compile_security;

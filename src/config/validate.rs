@@ -243,6 +243,10 @@ impl Validator<'_> {
             "server.limits.h2_max_concurrent_streams",
             limits.h2_max_concurrent_streams,
         );
+        self.at_least_one(
+            "server.limits.h2_max_control_frames_per_second",
+            limits.h2_max_control_frames_per_second,
+        );
         for (key, value) in [
             (
                 "h2_max_pending_reset_streams",

@@ -111,6 +111,7 @@ pub struct Metrics {
     requests_in_flight: Family<ListenerLabel, Gauge>,
     auth_failures: Family<AuthLabels, Counter>,
     rate_limited: Family<RateLimitLabels, Counter>,
+    h2_floods: Family<ListenerLabel, Counter>,
     unmatched: Arc<RouteMetrics>,
     recent_errors: std::sync::Mutex<std::collections::VecDeque<RecentError>>,
 }
@@ -170,6 +171,7 @@ impl Metrics {
             requests_in_flight: Family::default(),
             auth_failures: Family::default(),
             rate_limited: Family::default(),
+            h2_floods: Family::default(),
             unmatched,
             recent_errors: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(
                 RECENT_ERRORS,
@@ -195,6 +197,13 @@ impl Metrics {
     /// The in-flight gauge of one listener; fetched once per accept loop, not per request.
     pub fn listener_in_flight(&self, listener: &Arc<str>) -> Gauge {
         self.requests_in_flight.get_or_create_owned(&ListenerLabel {
+            listener: Arc::clone(listener),
+        })
+    }
+
+    /// The counter of HTTP/2 connections one listener closed for a control-frame flood.
+    pub fn h2_floods(&self, listener: &Arc<str>) -> Counter {
+        self.h2_floods.get_or_create_owned(&ListenerLabel {
             listener: Arc::clone(listener),
         })
     }
@@ -283,6 +292,11 @@ impl Metrics {
             "gantry_rate_limited",
             "Requests refused by a rate limit, by route, limit and outcome.",
             self.rate_limited.clone(),
+        );
+        registry.register(
+            "gantry_h2_control_frame_floods",
+            "HTTP/2 connections closed for sending too many PING/SETTINGS frames, by listener.",
+            self.h2_floods.clone(),
         );
     }
 }

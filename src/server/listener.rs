@@ -19,6 +19,7 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+use super::flood::FloodGuard;
 use super::idle::IdleIo;
 use super::tls::ListenerTls;
 use crate::pipeline::edge::{self, EdgeState};
@@ -53,6 +54,7 @@ pub async fn serve(
     let mut snapshot = state.runtime.load_full();
     // The metrics outlive every snapshot, so one handle serves the whole loop.
     let in_flight = snapshot.metrics.listener_in_flight(&settings.name);
+    let floods = snapshot.metrics.h2_floods(&settings.name);
     let mut builder = connection_builder(&settings, &snapshot.server.limits);
     // Rotated certificate files are picked up for as long as this loop serves the listener.
     let _cert_watch = settings
@@ -101,10 +103,17 @@ pub async fn serve(
                 watcher: graceful.watcher(),
                 permit,
                 in_flight: in_flight.clone(),
+                flood_limit: flood_limit(&snapshot),
+                floods: floods.clone(),
             });
             continue;
         }
-        let io = TokioIo::new(IdleIo::new(stream, snapshot.server.limits.idle_timeout));
+        let io = TokioIo::new(FloodGuard::new(
+            IdleIo::new(stream, snapshot.server.limits.idle_timeout),
+            flood_limit(&snapshot),
+            floods.clone(),
+            peer,
+        ));
         let state = Arc::clone(&state);
         let peer_info = Arc::new(Peer::new(peer).counted_in(in_flight.clone()));
         let service =
@@ -135,6 +144,8 @@ struct TlsConnection {
     watcher: Watcher,
     permit: OwnedSemaphorePermit,
     in_flight: prometheus_client::metrics::gauge::Gauge,
+    flood_limit: u32,
+    floods: prometheus_client::metrics::counter::Counter,
 }
 
 /// Handshakes off the accept loop (a slow client must not stall accepting), then serves HTTP/1.1
@@ -153,6 +164,8 @@ fn spawn_tls_connection(conn: TlsConnection) {
             watcher,
             permit,
             in_flight,
+            flood_limit,
+            floods,
         } = conn;
         let Ok((io, negotiated)) = tls.accept(stream, peer, &listener, idle_timeout).await else {
             // Counted and logged by `accept`; dropping the stream closes it.
@@ -169,13 +182,21 @@ fn spawn_tls_connection(conn: TlsConnection) {
             builder.http1_only()
         };
         let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .serve_connection_with_upgrades(
+                TokioIo::new(FloodGuard::new(io, flood_limit, floods, peer)),
+                service,
+            )
             .into_owned();
         if let Err(err) = watcher.watch(connection).await {
             tracing::debug!(%peer, error = %err, "client connection ended with an error");
         }
         drop(permit);
     });
+}
+
+/// PING/SETTINGS frames per second per HTTP/2 connection, from the current snapshot.
+fn flood_limit(snapshot: &crate::runtime::Runtime) -> u32 {
+    crate::config::compile_hostile::h2_max_control_frames_per_second(&snapshot.file.server.limits)
 }
 
 /// Lets the connections watched by `graceful` finish their in-flight requests, for at most `grace`.
