@@ -5,6 +5,12 @@
 //! keep-alive connection), but HTTP/2 connections have no idle timer at all. This wrapper records
 //! the time of the last I/O cheaply and only re-arms its sleep when the sleep fires, so busy
 //! connections pay one clock read per I/O call.
+//!
+//! A connection that times out while its writes are stalled (a client that stopped reading) is
+//! closed abortively (RST): a plain close would queue the FIN behind megabytes of unsent response
+//! that the client never takes, so the client would never see the close and the kernel would keep
+//! the orphaned socket and its send buffer until its own timers end it. An idle connection with
+//! nothing left to send still gets an orderly FIN.
 
 use std::io;
 use std::pin::Pin;
@@ -12,7 +18,21 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
+
+/// A stream whose close can be turned into a reset.
+pub trait AbortOnClose {
+    /// Makes the coming close send RST and drop unsent data.
+    fn abort_on_close(&self);
+}
+
+impl AbortOnClose for TcpStream {
+    fn abort_on_close(&self) {
+        // SO_LINGER 0: close never blocks, unsent data is dropped, the peer gets RST.
+        let _ = self.set_zero_linger();
+    }
+}
 
 /// A stream that fails with `TimedOut` after `timeout` without I/O.
 pub struct IdleIo<S> {
@@ -20,9 +40,11 @@ pub struct IdleIo<S> {
     timeout: Duration,
     last_activity: Instant,
     sleep: Pin<Box<Sleep>>,
+    /// The last write returned Pending: the peer is not taking our bytes.
+    write_stalled: bool,
 }
 
-impl<S> IdleIo<S> {
+impl<S: AbortOnClose> IdleIo<S> {
     /// Wraps `inner`.
     pub fn new(inner: S, timeout: Duration) -> Self {
         let now = Instant::now();
@@ -31,6 +53,7 @@ impl<S> IdleIo<S> {
             timeout,
             last_activity: now,
             sleep: Box::pin(tokio::time::sleep_until(now + timeout)),
+            write_stalled: false,
         }
     }
 
@@ -46,6 +69,9 @@ impl<S> IdleIo<S> {
             }
             let deadline = self.last_activity + self.timeout;
             if deadline <= Instant::now() {
+                if self.write_stalled {
+                    self.inner.abort_on_close();
+                }
                 return Poll::Ready(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "connection idle timeout",
@@ -56,7 +82,7 @@ impl<S> IdleIo<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for IdleIo<S> {
+impl<S: AsyncRead + AbortOnClose + Unpin> AsyncRead for IdleIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -73,7 +99,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for IdleIo<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for IdleIo<S> {
+impl<S: AsyncWrite + AbortOnClose + Unpin> AsyncWrite for IdleIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -83,9 +109,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleIo<S> {
         match Pin::new(&mut this.inner).poll_write(cx, buf) {
             Poll::Ready(result) => {
                 this.touch();
+                this.write_stalled = false;
                 Poll::Ready(result)
             }
-            Poll::Pending => this.poll_idle(cx).map(Err),
+            Poll::Pending => {
+                this.write_stalled = true;
+                this.poll_idle(cx).map(Err)
+            }
         }
     }
 
@@ -98,9 +128,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for IdleIo<S> {
         match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
             Poll::Ready(result) => {
                 this.touch();
+                this.write_stalled = false;
                 Poll::Ready(result)
             }
-            Poll::Pending => this.poll_idle(cx).map(Err),
+            Poll::Pending => {
+                this.write_stalled = true;
+                this.poll_idle(cx).map(Err)
+            }
         }
     }
 
