@@ -484,6 +484,7 @@ fn cluster(
                 health,
                 pool: ConnectionPool::new(connect_to, pool.clone()),
                 metric_label: Arc::from(authority.as_str()),
+                try_metrics: crate::observe::metrics::TryMetricCache::default(),
                 authority,
                 authority_header,
                 weight,

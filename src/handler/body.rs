@@ -240,7 +240,8 @@ enum ResponseKind {
 /// The body sent to the client.
 pub struct ResponseBody {
     kind: ResponseKind,
-    record: Option<AccessRecord>,
+    /// Boxed: a response moves a dozen times on its way out and the record is 400+ bytes.
+    record: Option<Box<AccessRecord>>,
 }
 
 impl ResponseBody {
@@ -265,7 +266,7 @@ impl ResponseBody {
     }
 
     /// Attaches the access-log record, written when the body is done or dropped.
-    pub fn with_record(mut self, record: AccessRecord) -> Self {
+    pub fn with_record(mut self, record: Box<AccessRecord>) -> Self {
         self.record = Some(record);
         self
     }

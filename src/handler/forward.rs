@@ -416,6 +416,7 @@ async fn forward_with_retries(
             upstream_metrics.upstream_try(
                 &cluster.name,
                 &target.metric_label,
+                &target.try_metrics,
                 observed,
                 try_started.elapsed(),
             );

@@ -262,7 +262,7 @@ impl Drop for AccessRecord {
         }
         if let Some(log) = self.log.take() {
             let success = self.status < 400 && self.error.is_none() && self.body_error.is_none();
-            if success && self.log_successes < 1.0 && rand::random::<f64>() >= self.log_successes {
+            if success && self.log_successes < 1.0 && super::random::unit() >= self.log_successes {
                 log.sampled_out.fetch_add(1, Ordering::Relaxed);
                 return;
             }

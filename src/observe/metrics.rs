@@ -301,6 +301,14 @@ impl Metrics {
     }
 }
 
+/// A target's most common try series (`2xx`), found once. A target belongs to one gateway, whose
+/// [`Metrics`] live as long as the process (carried over by every reload), so the series it points
+/// to stays the exported one.
+#[derive(Debug, Default)]
+pub struct TryMetricCache {
+    ok: std::sync::OnceLock<Histogram>,
+}
+
 /// The upstream families, shared by every route's handles.
 #[derive(Clone)]
 pub struct UpstreamMetrics {
@@ -311,20 +319,32 @@ pub struct UpstreamMetrics {
 
 impl UpstreamMetrics {
     /// Counts one upstream try and its duration.
+    ///
+    /// The `2xx` series of a target is looked up once and kept in `cache`: finding a series hashes
+    /// its labels under a lock, the largest cost of counting a try.
     pub fn upstream_try(
         &self,
         upstream: &Arc<str>,
         target: &Arc<str>,
+        cache: &TryMetricCache,
         outcome: TryOutcome,
         took: Duration,
     ) {
-        self.duration
-            .get_or_create(&UpstreamCallLabels {
-                upstream: Arc::clone(upstream),
-                target: Arc::clone(target),
-                outcome: outcome.label(),
-            })
-            .observe(took.as_secs_f64());
+        let series = || {
+            self.duration
+                .get_or_create(&UpstreamCallLabels {
+                    upstream: Arc::clone(upstream),
+                    target: Arc::clone(target),
+                    outcome: outcome.label(),
+                })
+                .clone()
+        };
+        match outcome {
+            TryOutcome::Status(200..=299) => {
+                cache.ok.get_or_init(series).observe(took.as_secs_f64())
+            }
+            _ => series().observe(took.as_secs_f64()),
+        }
     }
 
     /// Counts a retry of a request to `upstream`.

@@ -105,7 +105,7 @@ impl TraceContext {
             trace_id: TraceId(nonzero_random()),
             parent: None,
             span,
-            sampled: sample_ratio > 0.0 && rand::random::<f64>() < sample_ratio,
+            sampled: sample_ratio > 0.0 && super::random::unit() < sample_ratio,
             tracestate: None,
             exporter: None,
         }
@@ -185,7 +185,7 @@ fn hex_byte(pair: &[u8]) -> Option<u8> {
 /// Random bytes that are not all zero (an all-zero id is invalid).
 fn nonzero_random<const N: usize>() -> [u8; N] {
     loop {
-        let bytes: [u8; N] = rand::random();
+        let bytes: [u8; N] = super::random::bytes();
         if bytes.iter().any(|b| *b != 0) {
             return bytes;
         }

@@ -78,6 +78,8 @@ pub struct Target {
     pub health: Arc<TargetHealth>,
     /// `authority` as a shared metric label, so counting a try allocates nothing.
     pub metric_label: Arc<str>,
+    /// This target's try series, found once.
+    pub try_metrics: crate::observe::metrics::TryMetricCache,
 }
 
 impl Target {
@@ -97,6 +99,7 @@ impl Target {
             pool: ConnectionPool::new(authority.to_owned(), pool.clone()),
             health,
             metric_label: Arc::from(authority),
+            try_metrics: crate::observe::metrics::TryMetricCache::default(),
         })
     }
 }
