@@ -40,6 +40,7 @@ mod validate_security;
 mod validate_tls;
 pub mod watch;
 mod yaml;
+mod yaml_fast;
 
 use std::path::Path;
 
