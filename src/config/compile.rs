@@ -152,6 +152,7 @@ pub fn compile_with(
         super::compile_rate_limit::registry(loaded, previous.map(|p| &*p.rate_limits), &mut errors);
     let router = route_table(
         loaded,
+        previous,
         &upstreams,
         &security,
         &rate_limits,
@@ -512,6 +513,7 @@ fn cluster(
 
 fn route_table(
     loaded: &LoadedFile,
+    previous: Option<&Runtime>,
     upstreams: &BTreeMap<String, Arc<UpstreamCluster>>,
     security: &crate::policy::Security,
     rate_limits: &crate::policy::rate_limit::RateLimits,
@@ -519,6 +521,19 @@ fn route_table(
     errors: &mut Vec<ConfigError>,
 ) -> Option<Router<Arc<Route>>> {
     let file: &FileConfig = &loaded.config;
+    // A route's metric handles depend on its name only, and the registry is the previous
+    // snapshot's (carried over): a route that keeps its name keeps its handles instead of
+    // looking its label sets up again.
+    let mut kept_metrics: crate::router::FastMap<
+        &str,
+        &Arc<crate::observe::metrics::RouteMetrics>,
+    > = crate::router::FastMap::default();
+    if let Some(previous) = previous {
+        kept_metrics.reserve(previous.router.len());
+        for route in previous.router.values() {
+            kept_metrics.insert(&route.name, &route.metrics);
+        }
+    }
     let mut specs = Vec::with_capacity(file.routes.len());
     for (i, route) in file.routes.iter().enumerate() {
         let at = |key: &str| format!("routes[{i}].{key}");
@@ -596,7 +611,10 @@ fn route_table(
                     .get(&route.name)
                     .copied()
                     .unwrap_or(1.0),
-                metrics: metrics.route(&Arc::from(route.name.as_str())),
+                metrics: kept_metrics.get(route.name.as_str()).map_or_else(
+                    || metrics.route(&Arc::from(route.name.as_str())),
+                    |kept| Arc::clone(kept),
+                ),
                 name: Arc::from(route.name.as_str()),
                 upstream: upstream.map(Arc::clone),
                 aggregate,
