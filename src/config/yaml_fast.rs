@@ -159,7 +159,7 @@ impl Reader<'_> {
     fn sequence(&mut self) -> Option<Node> {
         let start = self.at;
         self.enter()?;
-        let mut items = Vec::new();
+        let mut items = Vec::with_capacity(2);
         self.spaces();
         if self.peek() == Some(b']') {
             self.at += 1;
