@@ -273,6 +273,7 @@ mod tests {
         agrees(
             "    - {  name: r-1 ,  x: true }   # trailing comment\n\n    # a comment line\n    - { n: 1.5e3, m: [[a], {b: c}] }\n",
         );
+        agrees("  -   { a: b }   \n  - {}\n  - { a: [], b: ..., c: '' }\n");
         agrees("  - { a: x-, b: x-y, c: a+b=c@d, d: _x, e: .5, f: 0x1F }\n");
     }
 
