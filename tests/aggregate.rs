@@ -276,3 +276,40 @@ async fn a_call_on_a_failed_call_is_424_and_a_required_call_past_the_budget_is_5
     assert_eq!(body["type"], "urn:gantry:problem:aggregate-call-timeout");
     assert!(body["detail"].as_str().unwrap().contains("stuck"), "{body}");
 }
+
+#[tokio::test]
+async fn a_reload_that_changes_the_calls_serves_the_new_aggregate_and_an_invalid_one_is_refused() {
+    let upstream = Upstream::start("backend").await;
+    upstream.set_json("/users/7", 200, r#"{"id": 7}"#);
+    upstream.set_json("/orders/7", 200, r#"{"count": 2}"#);
+    let profile = "      calls:\n\
+                   \x20       - { name: profile, upstream: backend, path: \"/users/{user_id}\", required: true }\n";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gantry.yaml");
+    std::fs::write(&path, config(&upstream, profile)).unwrap();
+    let gateway = TestGateway::start_file(&path).await;
+    let (status, _, body) = fetch(&gateway, "/bff/7").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"profile": {"id": 7}}));
+
+    // A second call added by reload is made by the next request.
+    let both = format!(
+        "{profile}\x20       - {{ name: orders, upstream: backend, path: \"/orders/{{user_id}}\" }}\n"
+    );
+    std::fs::write(&path, config(&upstream, &both)).unwrap();
+    gateway.gateway().reload().await.unwrap();
+    let (status, _, body) = fetch(&gateway, "/bff/7").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"profile": {"id": 7}, "orders": {"count": 2}}));
+
+    // A call depending on a call that does not exist: refused, the running aggregate serves on.
+    let broken = format!(
+        "{profile}\x20       - {{ name: orders, upstream: backend, path: \"/orders/{{user_id}}\", depends_on: [nope] }}\n"
+    );
+    std::fs::write(&path, config(&upstream, &broken)).unwrap();
+    let refused = gateway.gateway().reload().await.unwrap_err().to_string();
+    assert!(refused.contains("depends_on"), "{refused}");
+    let (status, _, body) = fetch(&gateway, "/bff/7").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"profile": {"id": 7}, "orders": {"count": 2}}));
+}

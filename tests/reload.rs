@@ -340,6 +340,31 @@ async fn the_admin_api_needs_its_token_and_shows_the_running_config() {
     );
 }
 
+#[tokio::test]
+async fn the_admin_config_shows_tls_file_paths_and_still_hides_the_token() {
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = support::tls::TestCa::new("Gantry Test CA")
+        .server(&["localhost"])
+        .write(dir.path(), "site");
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let text = config(0, &a, &b, false).replace(
+        "listeners:\n",
+        &format!(
+            "listeners:\n  - {{ name: secure, address: \"127.0.0.1:0\", tls: {{ certificates: [{{ cert: \"{cert}\", key: \"{key}\" }}] }} }}\n"
+        ),
+    );
+    let (gw, _path) = start(&dir, &text).await;
+    let shown = admin(&gw, "GET", "/admin/config", Some(TOKEN)).await;
+    assert_eq!(shown.status, 200);
+    let certificate = &shown.json()["config"]["listeners"][0]["tls"]["certificates"][0];
+    assert_eq!(certificate["cert"], cert.as_str());
+    assert_eq!(certificate["key"], key.as_str());
+    assert_eq!(shown.json()["config"]["admin"]["token"], "REDACTED");
+    assert!(!shown.text().contains(TOKEN));
+    assert!(!shown.text().contains("PRIVATE KEY"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_fails_while_draining_and_in_flight_requests_finish() {
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);

@@ -226,28 +226,34 @@ impl Converter<'_> {
             None if !scalar.plain => Value::String(text),
             // `${VAR:-}` means "empty", not "absent": keep it a string for the validator to judge.
             None if substitution.replaced && text.is_empty() => Value::String(text),
-            None => resolve_plain(&text),
+            // Most plain scalars stay strings: keep the substituted text rather than copy it.
+            None => typed_plain(&text).unwrap_or(Value::String(text)),
         }
     }
 }
 
 /// Types a plain scalar with the YAML 1.2 core schema: null, bool, int, float, else string.
 pub(crate) fn resolve_plain(text: &str) -> Value {
+    typed_plain(text).unwrap_or_else(|| Value::String(text.to_owned()))
+}
+
+/// [`resolve_plain`] for the scalars that are not strings; `None` for a string.
+fn typed_plain(text: &str) -> Option<Value> {
     match text {
-        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
-        "true" | "True" | "TRUE" => return Value::Bool(true),
-        "false" | "False" | "FALSE" => return Value::Bool(false),
+        "" | "~" | "null" | "Null" | "NULL" => return Some(Value::Null),
+        "true" | "True" | "TRUE" => return Some(Value::Bool(true)),
+        "false" | "False" | "FALSE" => return Some(Value::Bool(false)),
         _ => {}
     }
     if let Some(number) = resolve_int(text) {
-        return Value::Number(number);
+        return Some(Value::Number(number));
     }
     if is_core_float(text)
         && let Some(number) = text.parse::<f64>().ok().and_then(Number::from_f64)
     {
-        return Value::Number(number);
+        return Some(Value::Number(number));
     }
-    Value::String(text.to_owned())
+    None
 }
 
 fn resolve_int(text: &str) -> Option<Number> {

@@ -41,6 +41,7 @@ mod validate_security;
 mod validate_tls;
 pub mod watch;
 mod yaml;
+mod yaml_fast;
 
 use std::path::Path;
 
@@ -58,6 +59,8 @@ pub struct LoadedFile {
     pub config: std::sync::Arc<file::FileConfig>,
     /// Where each key path is in the source.
     pub source_map: SourceMap,
+    /// The config version: a fingerprint of the file's bytes and of the `${VAR}` values used.
+    pub version: String,
 }
 
 impl LoadedFile {
@@ -123,7 +126,17 @@ pub fn parse_str(
             .into());
         }
     };
-    let value = convert::to_json(&root, env).map_err(|problems| {
+    // The variables the file uses are part of its version: the same bytes with another
+    // `${VAR}` value are another config. Looked up from both conversion threads, hence the lock.
+    let used = std::sync::Mutex::new(Vec::new());
+    let recording = |variable: &str| {
+        let value = env(variable);
+        if let Ok(mut used) = used.lock() {
+            used.push((variable.to_owned(), value.clone()));
+        }
+        value
+    };
+    let value = convert::to_json(&root, &recording).map_err(|problems| {
         ConfigErrors(
             problems
                 .into_iter()
@@ -140,6 +153,7 @@ pub fn parse_str(
             name: name.to_owned(),
             config: std::sync::Arc::new(config),
             source_map,
+            version: compile::fingerprint(text, used.into_inner().unwrap_or_default()),
         }),
         Err(failure) => {
             let (line, column) = failure.loc;

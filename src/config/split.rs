@@ -14,6 +14,7 @@
 
 use super::source_map::Loc;
 use super::yaml::{self, Node, SyntaxError};
+use super::yaml_fast;
 
 /// Below this many lines a file is parsed on one thread: splitting would not pay for itself.
 const MIN_LINES: usize = 2_000;
@@ -190,12 +191,18 @@ impl<'a> Section<'a> {
         rest.push_str(&text[..self.items.start]);
         rest.push_str(&"\n".repeat(newlines(self.items.clone())));
         rest.push_str(&text[self.items.end..]);
-        let first = padded(self.items.start..self.cut);
-        let second = padded(self.cut..self.items.end);
+        // Each half: the fast reader when the items are all one-line flow mappings, else the parser.
+        let piece = |range: std::ops::Range<usize>| {
+            let first_line = newlines(0..range.start) + 1;
+            match yaml_fast::block_sequence(&text[range.clone()], first_line) {
+                Some(items) => Ok(Some(items)),
+                None => yaml::parse(&padded(range)),
+            }
+        };
         let (rest, first, second) = std::thread::scope(|scope| {
-            let second = scope.spawn(|| yaml::parse(&second));
+            let second = scope.spawn(|| piece(self.cut..self.items.end));
             let rest = yaml::parse(&rest);
-            let first = yaml::parse(&first);
+            let first = piece(self.items.start..self.cut);
             (rest, first, second.join())
         });
         let (Ok(Some(mut root)), Ok(Some(first)), Ok(Ok(Some(second)))) = (rest, first, second)
@@ -270,6 +277,22 @@ mod tests {
         let section = Section::find(&text, 10).unwrap();
         assert_eq!(section.key, "routes");
         assert!(section.parse(&text).is_some(), "the split itself succeeds");
+        same_as_one_thread(&text);
+    }
+
+    #[test]
+    fn one_line_flow_items_are_read_by_the_fast_reader_with_the_same_result() {
+        let mut text = String::from("version: 1\nroutes:\n");
+        for i in 0..400 {
+            text.push_str(&format!(
+                "  - {{ name: r{i}, match: {{ hosts: [h{}.example.com], path: \"/v1/items{i}/{{id}}\" }}, upstream: backend }}\n",
+                i % 7
+            ));
+        }
+        text.push_str("upstreams:\n  backend: { targets: [] }\n");
+        let section = Section::find(&text, 10).unwrap();
+        let items = &text[section.items.clone()];
+        assert!(yaml_fast::block_sequence(items, 3).is_some());
         same_as_one_thread(&text);
     }
 

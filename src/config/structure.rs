@@ -62,19 +62,26 @@ fn take_long_routes(value: &mut Value) -> Option<Vec<Value>> {
 /// the file and the first half. `None` on any error (or a thread that could not run): the caller
 /// then starts over serially, which reports the first error with its path.
 fn deserialize_on_two_threads(rest: Value, mut routes: Vec<Value>) -> Option<FileConfig> {
-    fn routes_of(values: Vec<Value>) -> Option<Vec<FileRoute>> {
-        values
-            .into_iter()
-            .map(|v| serde_json::from_value(v).ok())
-            .collect()
+    /// Deserializes `values` into a vector with room for `capacity` routes: a `FileRoute` is
+    /// large, and growing a vector of 10,000 of them by doubling copied megabytes.
+    fn routes_of(values: Vec<Value>, capacity: usize) -> Option<Vec<FileRoute>> {
+        let mut routes = Vec::with_capacity(capacity);
+        for value in values {
+            routes.push(serde_json::from_value(value).ok()?);
+        }
+        Some(routes)
     }
-    let second = routes.split_off(routes.len() / 2);
+    let total = routes.len();
+    let second = routes.split_off(total / 2);
     std::thread::scope(|scope| {
         let later = std::thread::Builder::new()
-            .spawn_scoped(scope, || routes_of(second))
+            .spawn_scoped(scope, || {
+                let count = second.len();
+                routes_of(second, count)
+            })
             .ok()?;
         let mut config: FileConfig = serde_json::from_value(rest).ok()?;
-        let mut first = routes_of(routes)?;
+        let mut first = routes_of(routes, total)?;
         first.extend(later.join().ok()??);
         config.routes = first;
         Some(config)

@@ -438,6 +438,11 @@ impl<T> Router<T> {
         self.routes.is_empty()
     }
 
+    /// The routes' values in file order (for carrying state over to the next table).
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.routes.iter().map(|route| &route.value)
+    }
+
     /// Finds the route for a request; see the module docs for the precedence.
     #[must_use]
     pub fn lookup<'r, 'q>(&'r self, req: &RequestView<'q>) -> Lookup<'r, 'q, T> {
