@@ -169,6 +169,40 @@ async fn idle_connections_filling_max_connections_are_reaped_and_others_served()
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn at_max_connections_silent_connections_make_room_and_speaking_ones_stay() {
+    let up = Upstream::start("echo").await;
+    // Timeouts far past the 10 s safety net: only reclaiming can let the new client in.
+    let gw = TestGateway::simple(
+        &up.url(),
+        "",
+        CATCH_ALL,
+        "  limits: { max_connections: 3, header_read_timeout: 60s, idle_timeout: 60s }",
+    )
+    .await;
+    // A keep-alive client that has spoken holds one slot.
+    let mut speaking = RawConn::connect(gw.addr).await;
+    let keep_alive_get = b"GET /echo HTTP/1.1\r\nHost: a.example\r\n\r\n";
+    speaking.send(keep_alive_get).await.unwrap();
+    assert_eq!(speaking.read_response().await.unwrap().status, 200);
+    // Two connections that never send a byte take the other slots (an idle flood).
+    let mut silent = vec![
+        RawConn::connect(gw.addr).await,
+        RawConn::connect(gw.addr).await,
+    ];
+    // The listener is full; a new client is let in once the silent ones are closed for it.
+    normal_client_gets_200(&gw).await;
+    for conn in &mut silent {
+        assert!(
+            conn.wait_closed().await,
+            "a silent connection kept its slot"
+        );
+    }
+    // The client that had spoken was not touched.
+    speaking.send(keep_alive_get).await.unwrap();
+    assert_eq!(speaking.read_response().await.unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_never_reads_is_cut_off_after_idle_timeout() {
     let up = Upstream::start("bulk").await;
     let other = Upstream::start("other").await;

@@ -112,6 +112,7 @@ pub struct Metrics {
     auth_failures: Family<AuthLabels, Counter>,
     rate_limited: Family<RateLimitLabels, Counter>,
     h2_floods: Family<ListenerLabel, Counter>,
+    connections_reclaimed: Family<ListenerLabel, Counter>,
     unmatched: Arc<RouteMetrics>,
     recent_errors: std::sync::Mutex<std::collections::VecDeque<RecentError>>,
 }
@@ -172,6 +173,7 @@ impl Metrics {
             auth_failures: Family::default(),
             rate_limited: Family::default(),
             h2_floods: Family::default(),
+            connections_reclaimed: Family::default(),
             unmatched,
             recent_errors: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(
                 RECENT_ERRORS,
@@ -206,6 +208,14 @@ impl Metrics {
         self.h2_floods.get_or_create_owned(&ListenerLabel {
             listener: Arc::clone(listener),
         })
+    }
+
+    /// The counter of silent connections one listener closed at `max_connections`.
+    pub fn connections_reclaimed(&self, listener: &Arc<str>) -> Counter {
+        self.connections_reclaimed
+            .get_or_create_owned(&ListenerLabel {
+                listener: Arc::clone(listener),
+            })
     }
 
     /// Counts a rejected credential: `method` is the auth method (`jwt`, `api_key` …), `reason`
@@ -297,6 +307,11 @@ impl Metrics {
             "gantry_h2_control_frame_floods",
             "HTTP/2 connections closed for sending too many PING/SETTINGS frames, by listener.",
             self.h2_floods.clone(),
+        );
+        registry.register(
+            "gantry_connections_reclaimed",
+            "Connections closed at max_connections because they had not sent a byte, by listener.",
+            self.connections_reclaimed.clone(),
         );
     }
 }

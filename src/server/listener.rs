@@ -21,6 +21,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use super::flood::FloodGuard;
 use super::idle::IdleIo;
+use super::reclaim;
 use super::tls::ListenerTls;
 use crate::pipeline::edge::{self, EdgeState};
 use crate::pipeline::headers::Peer;
@@ -55,6 +56,8 @@ pub async fn serve(
     // The metrics outlive every snapshot, so one handle serves the whole loop.
     let in_flight = snapshot.metrics.listener_in_flight(&settings.name);
     let floods = snapshot.metrics.h2_floods(&settings.name);
+    let reclaimed = snapshot.metrics.connections_reclaimed(&settings.name);
+    let reclaimer = reclaim::Reclaimer::default();
     let mut builder = connection_builder(&settings, &snapshot.server.limits);
     // Rotated certificate files are picked up for as long as this loop serves the listener.
     let _cert_watch = settings
@@ -65,13 +68,24 @@ pub async fn serve(
         if stop.borrow_and_update().is_some() {
             break;
         }
-        // Past max_connections, stop accepting: new connections wait in the kernel's backlog.
+        // At max_connections, close the oldest connections that never sent a byte (an idle
+        // flood) to make room; past it, stop accepting: new connections wait in the backlog.
+        let full = slots.available_permits() == 0;
+        if full {
+            let closed = reclaimer.reclaim(std::time::Instant::now(), reclaim::MIN_AGE);
+            if closed > 0 {
+                reclaimed.inc_by(closed as u64);
+                tracing::info!(listener = %settings.name, closed, "max_connections reached: closed connections that sent nothing");
+            }
+        }
         let permit = tokio::select! {
             permit = Arc::clone(&slots).acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => break,
             },
             _ = stop.changed() => break,
+            // Still full: look again once more silent connections are old enough.
+            () = tokio::time::sleep(reclaim::MIN_AGE), if full => continue,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -108,11 +122,14 @@ pub async fn serve(
             });
             continue;
         }
-        let io = TokioIo::new(FloodGuard::new(
-            IdleIo::new(stream, snapshot.server.limits.idle_timeout),
-            flood_limit(&snapshot),
-            floods.clone(),
-            peer,
+        let io = TokioIo::new(reclaim::Reclaimable::new(
+            FloodGuard::new(
+                IdleIo::new(stream, snapshot.server.limits.idle_timeout),
+                flood_limit(&snapshot),
+                floods.clone(),
+                peer,
+            ),
+            reclaimer.register(),
         ));
         let state = Arc::clone(&state);
         let peer_info = Arc::new(Peer::new(peer).counted_in(in_flight.clone()));

@@ -3,4 +3,5 @@
 pub mod flood;
 pub mod idle;
 pub mod listener;
+pub mod reclaim;
 pub mod tls;
