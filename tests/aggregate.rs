@@ -121,6 +121,33 @@ async fn deep_merge_keeps_both_colliding_values_and_nested_is_exact() {
 }
 
 #[tokio::test]
+async fn an_answers_own_errors_field_is_kept_and_the_failed_calls_move_aside() {
+    let upstream = Upstream::start("backend").await;
+    upstream.set_json(
+        "/graphql",
+        200,
+        r#"{"data": {"a": 1}, "errors": ["from upstream"]}"#,
+    );
+    upstream.set_json("/broken", 500, r#"{"oops": 1}"#);
+    let gateway = start(
+        &upstream,
+        "      merge: deep
+      calls:
+                 - { name: graph, upstream: backend, path: /graphql }
+                 - { name: broken, upstream: backend, path: /broken }
+",
+    )
+    .await;
+    let (status, state, body) = fetch(&gateway, "/bff/1").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(state.as_deref(), Some("partial"));
+    assert_eq!(body["errors"], json!(["from upstream"]), "{body}");
+    assert_eq!(body["data"], json!({"a": 1}));
+    assert_eq!(body["gantry_errors"][0]["call"], "broken", "{body}");
+    assert_eq!(body["gantry_errors"][0]["status"], 500, "{body}");
+}
+
+#[tokio::test]
 async fn slow_optional_call_gives_partial_and_failing_required_gives_502() {
     let upstream = Upstream::start("backend").await;
     upstream.set_json("/fast", 200, r#"{"ok": true}"#);

@@ -36,6 +36,12 @@ use crate::observe::metrics::UpstreamMetrics;
 use crate::runtime::ServerSettings;
 use crate::upstream::cluster::UpstreamCluster;
 
+/// Where the failed calls are listed in a partial answer.
+const ERRORS_KEY: &str = "errors";
+/// Where they go when an answer already has a top-level `errors` (deep merge, or a call or group
+/// named `errors`).
+const ERRORS_KEY_TAKEN: &str = "gantry_errors";
+
 /// `Gantry-Aggregate: complete | partial` on every aggregate answer.
 pub const AGGREGATE_HEADER: HeaderName = HeaderName::from_static("gantry-aggregate");
 
@@ -299,7 +305,13 @@ pub async fn aggregate(
     let state = if errors.is_empty() {
         "complete"
     } else {
-        document.insert("errors".to_owned(), Value::Array(errors));
+        // An answer's own `errors` is data and is never overwritten: the list moves aside.
+        let key = if document.contains_key(ERRORS_KEY) {
+            ERRORS_KEY_TAKEN
+        } else {
+            ERRORS_KEY
+        };
+        document.insert(key.to_owned(), Value::Array(errors));
         "partial"
     };
     let body = serde_json::to_vec(&Value::Object(document)).map_err(|_| GatewayError::Internal)?;
