@@ -14,12 +14,15 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
+
+use super::reclaim::Ticket;
 
 /// A stream whose close can be turned into a reset.
 pub trait AbortOnClose {
@@ -42,6 +45,8 @@ pub struct IdleIo<S> {
     sleep: Pin<Box<Sleep>>,
     /// The last write returned Pending: the peer is not taking our bytes.
     write_stalled: bool,
+    /// Until the first byte arrives, the listener may close this connection to make room.
+    silent: Option<Arc<Ticket>>,
 }
 
 impl<S: AbortOnClose> IdleIo<S> {
@@ -54,7 +59,15 @@ impl<S: AbortOnClose> IdleIo<S> {
             last_activity: now,
             sleep: Box::pin(tokio::time::sleep_until(now + timeout)),
             write_stalled: false,
+            silent: None,
         }
+    }
+
+    /// Makes the connection reclaimable (see `reclaim`) until its first byte arrives.
+    #[must_use]
+    pub fn reclaimable(mut self, ticket: Arc<Ticket>) -> Self {
+        self.silent = Some(ticket);
+        self
     }
 
     fn touch(&mut self) {
@@ -89,9 +102,16 @@ impl<S: AsyncRead + AbortOnClose + Unpin> AsyncRead for IdleIo<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Some(error) = this.silent.as_ref().and_then(|t| t.poll_reclaimed(cx)) {
+            return Poll::Ready(Err(error));
+        }
+        let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(result) => {
                 this.touch();
+                if buf.filled().len() > before {
+                    this.silent = None;
+                }
                 Poll::Ready(result)
             }
             Poll::Pending => this.poll_idle(cx).map(Err),

@@ -122,14 +122,12 @@ pub async fn serve(
             });
             continue;
         }
-        let io = TokioIo::new(reclaim::Reclaimable::new(
-            FloodGuard::new(
-                IdleIo::new(stream, snapshot.server.limits.idle_timeout),
-                flood_limit(&snapshot),
-                floods.clone(),
-                peer,
-            ),
-            reclaimer.register(),
+        let io = TokioIo::new(FloodGuard::new(
+            IdleIo::new(stream, snapshot.server.limits.idle_timeout)
+                .reclaimable(reclaimer.register()),
+            flood_limit(&snapshot),
+            floods.clone(),
+            peer,
         ));
         let state = Arc::clone(&state);
         let peer_info = Arc::new(Peer::new(peer).counted_in(in_flight.clone()));

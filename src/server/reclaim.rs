@@ -1,20 +1,22 @@
 //! Room for new clients when `max_connections` is reached: connections that have not sent a
 //! single byte yet are closed, oldest first, so a flood of idle connections cannot lock real
 //! clients out until `header_read_timeout` frees the slots (nginx drains its idle connections the
-//! same way when it runs out). A connection stops being reclaimable at its first byte, and one
+//! same way when it runs out). The ticket lives in the connection's [`IdleIo`], which already
+//! watches its reads. A connection stops being reclaimable at its first byte, and one
 //! younger than [`MIN_AGE`] is left alone: a real client's first bytes follow its handshake
 //! within a round trip, and the newest connection at a full listener is usually exactly that.
 
 use std::collections::VecDeque;
 use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
+use std::task::Context;
 use std::time::{Duration, Instant};
 
 use futures_util::task::AtomicWaker;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+#[cfg(doc)]
+use super::idle::IdleIo;
 
 /// How many silent connections one full accept loop closes at a time.
 const BATCH: usize = 32;
@@ -83,75 +85,18 @@ impl Reclaimer {
     }
 }
 
-/// A client stream that can be reclaimed until its first byte arrives.
-pub struct Reclaimable<S> {
-    inner: S,
-    ticket: Option<Arc<Ticket>>,
-}
-
-impl<S> Reclaimable<S> {
-    /// Wraps a freshly accepted stream.
-    pub fn new(inner: S, ticket: Arc<Ticket>) -> Self {
-        Self {
-            inner,
-            ticket: Some(ticket),
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Reclaimable<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if let Some(ticket) = &this.ticket {
-            // Register before checking, so a reclaim between the two still wakes this task.
-            ticket.waker.register(cx.waker());
-            if ticket.reclaimed.load(Ordering::Acquire) {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "closed to make room: silent while max_connections was reached",
-                )));
-            }
-        }
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.ticket = None;
-        }
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Reclaimable<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+impl Ticket {
+    /// For the connection's read side, while it is still silent: `Some(error)` once reclaimed;
+    /// otherwise registers the task so a reclaim wakes it.
+    pub fn poll_reclaimed(&self, cx: &Context<'_>) -> Option<io::Error> {
+        // Register before checking, so a reclaim between the two still wakes this task.
+        self.waker.register(cx.waker());
+        self.reclaimed.load(Ordering::Acquire).then(|| {
+            io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "closed to make room: silent while max_connections was reached",
+            )
+        })
     }
 }
 
