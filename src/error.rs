@@ -124,7 +124,7 @@ pub enum GatewayError {
         kind: &'static str,
         /// The HTTP error.
         #[source]
-        source: Option<hyper::Error>,
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// The upstream did not send response headers in time.
     #[error("upstream {upstream} did not answer within {after:?}")]

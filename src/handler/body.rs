@@ -22,7 +22,7 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::observe::access_log::AccessRecord;
-use crate::upstream::client::PooledConnection;
+use crate::upstream::client::UpstreamBody;
 use crate::upstream::cluster::{InFlightGuard, Target};
 
 /// Why a body stream stopped early.
@@ -201,12 +201,10 @@ impl Body for RequestBody {
     }
 }
 
-/// An upstream connection lent to a response until its body ends.
+/// What a response holds of its upstream until its body ends.
 pub struct ConnectionLease {
-    /// The target whose pool gets the connection back.
+    /// The target whose pool gets an HTTP/1.1 connection back.
     pub target: Arc<Target>,
-    /// The connection.
-    pub connection: PooledConnection,
     /// Keeps the target's in-flight count up while the body streams.
     pub in_flight: InFlightGuard,
     /// The upstream's load-shedding slot, freed when the body ends.
@@ -214,15 +212,16 @@ pub struct ConnectionLease {
 }
 
 impl ConnectionLease {
-    /// The response was read to its end: the connection may serve another request.
-    fn give_back(self) {
+    /// The response was read to its end: its connection may serve another request.
+    fn give_back(self, body: &mut UpstreamBody) {
         let Self {
             target,
-            connection,
             in_flight,
             shed,
         } = self;
-        target.pool.put_back(connection);
+        if let Some(connection) = body.take_connection() {
+            target.pool.put_back(connection);
+        }
         drop(in_flight);
         drop(shed);
     }
@@ -231,9 +230,11 @@ impl ConnectionLease {
 enum ResponseKind {
     Full(Option<Bytes>),
     Upstream {
-        inner: Incoming,
+        inner: UpstreamBody,
         idle: IdleTimer,
         lease: Option<ConnectionLease>,
+        /// A failure held back for one poll (see `poll_frame`).
+        failed: Option<BodyFailure>,
     },
 }
 
@@ -254,12 +255,13 @@ impl ResponseBody {
     }
 
     /// The upstream's body, streamed with an idle timeout; `lease` returns to the pool at its end.
-    pub fn upstream(inner: Incoming, idle: Duration, lease: Option<ConnectionLease>) -> Self {
+    pub fn upstream(inner: UpstreamBody, idle: Duration, lease: Option<ConnectionLease>) -> Self {
         Self {
             kind: ResponseKind::Upstream {
                 inner,
                 idle: IdleTimer::new(idle),
                 lease,
+                failed: None,
             },
             record: None,
         }
@@ -289,8 +291,17 @@ impl Body for ResponseBody {
         let this = self.get_mut();
         let polled = match &mut this.kind {
             ResponseKind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            ResponseKind::Upstream { inner, idle, lease } => {
-                match Pin::new(inner).poll_frame(cx) {
+            ResponseKind::Upstream {
+                failed: failed @ Some(_),
+                ..
+            } => Poll::Ready(failed.take().map(|failure| Err(BodyError(failure)))),
+            ResponseKind::Upstream {
+                inner,
+                idle,
+                lease,
+                failed,
+            } => {
+                match Pin::new(&mut *inner).poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
                         idle.touch();
                         Poll::Ready(Some(Ok(frame)))
@@ -298,11 +309,17 @@ impl Body for ResponseBody {
                     Poll::Ready(Some(Err(err))) => {
                         // Dropping the lease discards the broken connection.
                         lease.take();
-                        Poll::Ready(Some(Err(BodyError(BodyFailure::Upstream(err.to_string())))))
+                        let failure = BodyFailure::Upstream(err.to_string());
+                        // hyper's server drops what it has buffered when a body fails; one
+                        // Pending first lets it flush the head and the bytes already passed on,
+                        // so the client sees a truncated response rather than none at all.
+                        *failed = Some(failure);
+                        cx.waker().wake_by_ref();
+                        Poll::Pending
                     }
                     Poll::Ready(None) => {
                         if let Some(lease) = lease.take() {
-                            lease.give_back();
+                            lease.give_back(inner);
                         }
                         Poll::Ready(None)
                     }
@@ -334,7 +351,9 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             ResponseKind::Full(bytes) => bytes.is_none(),
-            ResponseKind::Upstream { inner, .. } => inner.is_end_stream(),
+            ResponseKind::Upstream { inner, failed, .. } => {
+                failed.is_none() && inner.is_end_stream()
+            }
         }
     }
 
@@ -357,10 +376,10 @@ impl Drop for ResponseBody {
         if let Some(record) = self.record.as_mut() {
             record.complete = true;
         }
-        if let ResponseKind::Upstream { lease, .. } = &mut self.kind
+        if let ResponseKind::Upstream { inner, lease, .. } = &mut self.kind
             && let Some(lease) = lease.take()
         {
-            lease.give_back();
+            lease.give_back(inner);
         }
     }
 }

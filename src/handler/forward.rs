@@ -24,6 +24,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt as _;
 
 use super::body::{BodyFailure, ConnectionLease, FailureSlot, RequestBody, ResponseBody};
 use crate::error::GatewayError;
@@ -32,11 +33,13 @@ use crate::observe::metrics;
 use crate::observe::tracing::TraceContext;
 use crate::pipeline::headers::remove_hop_by_hop;
 use crate::runtime::{Route, ServerSettings};
-use crate::upstream::client::{ConnectError, PooledConnection, SendError};
+use crate::upstream::client::{ConnectError, SendError, SendFailure, UpstreamBody};
 use crate::upstream::cluster::{
     HostHeader, InFlightGuard, Pick, Target, UpstreamCluster, UpstreamProtocol,
 };
+use crate::upstream::h1::H1Error;
 use crate::upstream::retry::REPLAY_LIMIT;
+use crate::upstream::tls::UpstreamStream;
 
 /// The time left for a try, in milliseconds, sent to the upstream so it can give up in time.
 pub const TIMEOUT_HEADER: HeaderName = HeaderName::from_static("gantry-timeout-ms");
@@ -197,7 +200,7 @@ impl BodySource {
 
 /// How a try ended, as the retry policy, breaker and health see it.
 enum TryOutcome {
-    Response(Response<Incoming>, PooledConnection),
+    Response(Response<UpstreamBody>),
     Failed(GatewayError, FailureKind),
 }
 
@@ -401,11 +404,11 @@ async fn forward_with_retries(
                     TryOutcome::Failed(err, kind)
                 }
             },
-            Ok(Ok((response, connection))) => TryOutcome::Response(response, connection),
+            Ok(Ok(response)) => TryOutcome::Response(response),
         };
         if settings.metrics_enabled {
             let observed = match &outcome {
-                TryOutcome::Response(response, _) => {
+                TryOutcome::Response(response) => {
                     metrics::TryOutcome::Status(response.status().as_u16())
                 }
                 TryOutcome::Failed(_, FailureKind::Connect) => metrics::TryOutcome::ConnectError,
@@ -425,7 +428,7 @@ async fn forward_with_retries(
             && let Some(exporter) = &trace.exporter
         {
             let status = match &outcome {
-                TryOutcome::Response(response, _) => Some(response.status().as_u16()),
+                TryOutcome::Response(response) => Some(response.status().as_u16()),
                 TryOutcome::Failed(..) => None,
             };
             exporter.try_span(
@@ -439,7 +442,7 @@ async fn forward_with_retries(
         }
         // Every try counts toward the breaker and its target's health.
         let status = match &outcome {
-            TryOutcome::Response(response, _) => effective_status(response, grpc),
+            TryOutcome::Response(response) => effective_status(response, grpc),
             TryOutcome::Failed(..) => 0,
         };
         let upstream_failed = match &outcome {
@@ -499,9 +502,7 @@ async fn forward_with_retries(
         }
         break match outcome {
             TryOutcome::Failed(err, _) => Err(err),
-            TryOutcome::Response(response, connection) => {
-                Ok((response, connection, target, in_flight))
-            }
+            TryOutcome::Response(response) => Ok((response, target, in_flight)),
         };
     };
     record.upstream_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
@@ -513,10 +514,9 @@ async fn forward_with_retries(
         };
         permit.sample(failed);
     }
-    let (response, connection, target, in_flight) = result?;
+    let (response, target, in_flight) = result?;
     let lease = ConnectionLease {
         target,
-        connection,
         in_flight,
         shed: shed_permit,
     };
@@ -526,7 +526,7 @@ async fn forward_with_retries(
 /// Hands the upstream's response back: hop-by-hop removed, `Via` added, body streaming (or the
 /// WebSocket tunnel started).
 fn finish_response(
-    mut response: Response<Incoming>,
+    mut response: Response<UpstreamBody>,
     lease: ConnectionLease,
     cluster: &UpstreamCluster,
     settings: &ServerSettings,
@@ -550,20 +550,23 @@ fn finish_response(
                 source: None,
             });
         };
-        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        let (parts, body) = response.into_parts();
+        let UpstreamBody::Http1(body) = body else {
+            return Err(GatewayError::UpstreamFailed {
+                upstream: cluster.name.to_string(),
+                kind: "unexpected protocol switch",
+                source: None,
+            });
+        };
+        let Some(upstream) = body.into_upgraded() else {
+            return Err(GatewayError::UpstreamFailed {
+                upstream: cluster.name.to_string(),
+                kind: "unexpected protocol switch",
+                source: None,
+            });
+        };
         // A tunnel may live for hours: it keeps the target's in-flight count, not a shedding slot.
-        let ConnectionLease {
-            connection,
-            in_flight,
-            ..
-        } = lease;
-        tokio::spawn(tunnel(
-            client_upgrade,
-            upstream_upgrade,
-            connection,
-            in_flight,
-        ));
-        let (parts, _) = response.into_parts();
+        tokio::spawn(tunnel(client_upgrade, upstream, lease.in_flight));
         return Ok(Response::from_parts(
             parts,
             ResponseBody::full(Bytes::new()),
@@ -727,20 +730,21 @@ async fn send(
     cluster: &UpstreamCluster,
     target: &Target,
     mut request: Request<RequestBody>,
-) -> Result<(Response<Incoming>, PooledConnection), GatewayError> {
+) -> Result<Response<UpstreamBody>, GatewayError> {
     const MAX_STALE: usize = 3;
     for _ in 0..MAX_STALE {
-        let mut connection = target
+        let connection = target
             .pool
             .checkout()
             .await
             .map_err(|err| connect_error(cluster, err))?;
+        let reused = connection.reused();
         match connection.send(request).await {
-            Ok(response) => return Ok((response, connection)),
+            Ok(response) => return Ok(response),
             Err(SendError {
                 unsent: Some(unsent),
                 ..
-            }) if connection.reused() => request = unsent,
+            }) if reused => request = unsent,
             Err(SendError { error, .. }) => return Err(upstream_error(cluster, error)),
         }
     }
@@ -762,7 +766,7 @@ fn connect_error(cluster: &UpstreamCluster, err: ConnectError) -> GatewayError {
         ConnectError::Handshake(source) => GatewayError::UpstreamFailed {
             upstream,
             kind: "handshake failed",
-            source: Some(source),
+            source: Some(Box::new(source)),
         },
         ConnectError::Tls { reason, source } => {
             tracing::debug!(upstream, error = %source, "upstream TLS handshake failed");
@@ -771,28 +775,37 @@ fn connect_error(cluster: &UpstreamCluster, err: ConnectError) -> GatewayError {
     }
 }
 
-fn upstream_error(cluster: &UpstreamCluster, error: hyper::Error) -> GatewayError {
+fn upstream_error(cluster: &UpstreamCluster, error: SendFailure) -> GatewayError {
     if let Some(reason) = crate::upstream::tls::failure_in(&error) {
         return GatewayError::UpstreamTls {
             upstream: cluster.name.to_string(),
             reason,
         };
     }
-    let kind = if error.is_parse_too_large() {
-        "response head too large"
-    } else if error.is_parse() || error.is_parse_status() {
-        "invalid response"
-    } else if error.is_incomplete_message() || error.is_closed() || error.is_canceled() {
-        "connection closed before the response"
-    } else if error.is_timeout() {
-        "timed out"
-    } else {
-        "connection failed"
+    let kind = match &error {
+        SendFailure::Http1(error) => match error {
+            H1Error::HeadTooLarge => "response head too large",
+            H1Error::Invalid(_) => "invalid response",
+            H1Error::ClosedEarly | H1Error::Truncated => "connection closed before the response",
+            H1Error::RequestBody(_) => "request body could not be sent",
+            H1Error::Io(_) => "connection failed",
+        },
+        SendFailure::Http2(error) if error.is_parse_too_large() => "response head too large",
+        SendFailure::Http2(error) if error.is_parse() || error.is_parse_status() => {
+            "invalid response"
+        }
+        SendFailure::Http2(error)
+            if error.is_incomplete_message() || error.is_closed() || error.is_canceled() =>
+        {
+            "connection closed before the response"
+        }
+        SendFailure::Http2(error) if error.is_timeout() => "timed out",
+        SendFailure::Http2(_) => "connection failed",
     };
     GatewayError::UpstreamFailed {
         upstream: cluster.name.to_string(),
         kind,
-        source: Some(error),
+        source: Some(Box::new(error)),
     }
 }
 
@@ -809,23 +822,24 @@ fn client_failure(failure: &FailureSlot) -> Option<GatewayError> {
 }
 
 /// Copies bytes both ways between an upgraded client and upstream until either side closes.
+/// What the upstream sent right after its `101` goes to the client first.
 async fn tunnel(
     client: OnUpgrade,
-    upstream: OnUpgrade,
-    connection: PooledConnection,
+    (mut upstream, early): (UpstreamStream, Bytes),
     in_flight: InFlightGuard,
 ) {
-    let (client, upstream) = match tokio::try_join!(client, upstream) {
-        Ok(pair) => pair,
+    let client = match client.await {
+        Ok(client) => client,
         Err(err) => {
             tracing::debug!(error = %err, "websocket upgrade failed");
             return;
         }
     };
     let mut client = TokioIo::new(client);
-    let mut upstream = TokioIo::new(upstream);
+    if !early.is_empty() && client.write_all(&early).await.is_err() {
+        return;
+    }
     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-    drop(connection);
     drop(in_flight);
 }
 

@@ -4,8 +4,9 @@
 //! balancing and would force the target's address into `:authority`. Here each [`Target`] owns a
 //! [`ConnectionPool`]: most-recently-idle reuse (LIFO keeps few connections hot), a cap on open
 //! connections per target, TCP_NODELAY, and an idle expiry. HTTP/1.1 connections carry one request
-//! at a time and go back to the pool when the response body has been read to its end; an HTTP/2
-//! connection is shared by all requests to the target.
+//! at a time (spoken by [`super::h1`], in the request's own task) and go back to the pool when the
+//! response body has been read to its end; an HTTP/2 connection (hyper's client) is shared by all
+//! requests to the target.
 //!
 //! [`Target`]: super::cluster::Target
 
@@ -13,13 +14,19 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
 use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
+use super::h1::{H1Body, H1Connection, H1Error, H1SendError};
 use super::tls::{UpstreamStream, UpstreamTls, describe};
 use crate::handler::body::RequestBody;
 
@@ -68,22 +75,78 @@ pub enum ConnectError {
 /// A failed send: the error, and the request back when it never left (safe to send elsewhere).
 pub struct SendError {
     /// What failed.
-    pub error: hyper::Error,
-    /// The request, if nothing of it was written.
+    pub error: SendFailure,
+    /// The request, if sending it again is safe.
     pub unsent: Option<Request<RequestBody>>,
 }
 
+/// What failed, by protocol.
+#[derive(Debug, thiserror::Error)]
+pub enum SendFailure {
+    /// An HTTP/1.1 exchange (our own client, [`super::h1`]).
+    #[error(transparent)]
+    Http1(#[from] H1Error),
+    /// An HTTP/2 exchange (hyper's client).
+    #[error(transparent)]
+    Http2(#[from] hyper::Error),
+}
+
+/// The body of an upstream response, by protocol.
+pub enum UpstreamBody {
+    /// Read straight from an HTTP/1.1 connection.
+    Http1(H1Body),
+    /// A stream of a shared HTTP/2 connection.
+    Http2(Incoming),
+}
+
+impl UpstreamBody {
+    /// The HTTP/1.1 connection, when the body ended cleanly and it may carry another request.
+    pub fn take_connection(&mut self) -> Option<Box<H1Connection>> {
+        match self {
+            Self::Http1(body) => body.take_connection(),
+            Self::Http2(_) => None,
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = SendFailure;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, SendFailure>>> {
+        match self.get_mut() {
+            Self::Http1(body) => Pin::new(body).poll_frame(cx).map_err(SendFailure::Http1),
+            Self::Http2(body) => Pin::new(body).poll_frame(cx).map_err(SendFailure::Http2),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Http1(body) => body.is_end_stream(),
+            Self::Http2(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Http1(body) => body.size_hint(),
+            Self::Http2(body) => body.size_hint(),
+        }
+    }
+}
+
 enum Sender {
-    Http1(http1::SendRequest<RequestBody>),
+    Http1(Box<H1Connection>),
     Http2(http2::SendRequest<RequestBody>),
 }
 
-/// One checked-out connection. Give it back with [`ConnectionPool::put_back`] once the response
-/// body is complete; dropping it closes nothing by itself but frees its slot when hyper closes it.
+/// One checked-out connection, used for one request by [`PooledConnection::send`]. An HTTP/1.1
+/// connection then lives in the response body and goes back to the pool from there.
 pub struct PooledConnection {
     sender: Sender,
-    /// Held while the connection is open (HTTP/1) so `max_open` is a real cap.
-    permit: Option<Arc<OwnedSemaphorePermit>>,
     reused: bool,
 }
 
@@ -93,28 +156,35 @@ impl PooledConnection {
         self.reused
     }
 
-    /// Sends the request; on failure before anything was written, the request comes back.
+    /// Sends the request; on failure, the request comes back when sending it again is safe.
     pub async fn send(
-        &mut self,
+        self,
         req: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, SendError> {
-        let result = match &mut self.sender {
-            Sender::Http1(sender) => sender.try_send_request(req).await,
-            Sender::Http2(sender) => sender.try_send_request(req).await,
-        };
-        result.map_err(|mut err| {
-            let unsent = err.take_message();
-            SendError {
-                error: err.into_error(),
-                unsent,
-            }
-        })
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        match self.sender {
+            Sender::Http1(connection) => match connection.send(req).await {
+                Ok(response) => Ok(response.map(UpstreamBody::Http1)),
+                Err(H1SendError { error, unsent }) => Err(SendError {
+                    error: SendFailure::Http1(error),
+                    unsent,
+                }),
+            },
+            Sender::Http2(mut sender) => match sender.try_send_request(req).await {
+                Ok(response) => Ok(response.map(UpstreamBody::Http2)),
+                Err(mut err) => {
+                    let unsent = err.take_message();
+                    Err(SendError {
+                        error: SendFailure::Http2(err.into_error()),
+                        unsent,
+                    })
+                }
+            },
+        }
     }
 }
 
 struct IdleConnection {
-    sender: http1::SendRequest<RequestBody>,
-    permit: Option<Arc<OwnedSemaphorePermit>>,
+    connection: Box<H1Connection>,
     idle_since: Instant,
 }
 
@@ -159,7 +229,7 @@ impl ConnectionPool {
             return self.checkout_h2().await;
         }
         // Fast path: a live idle connection, without registering for wake-ups.
-        if let Some(connection) = self.take_idle().await {
+        if let Some(connection) = self.take_idle() {
             return Ok(connection);
         }
         loop {
@@ -168,73 +238,49 @@ impl ConnectionPool {
             let returned = self.returned.notified();
             tokio::pin!(returned);
             returned.as_mut().enable();
-            if let Some(connection) = self.take_idle().await {
+            if let Some(connection) = self.take_idle() {
                 return Ok(connection);
             }
             tokio::select! {
                 permit = Arc::clone(&self.open).acquire_owned() => {
-                    return self.connect_http1(permit.ok().map(Arc::new)).await;
+                    return self.connect_http1(permit.ok()).await;
                 }
                 () = &mut returned => {}
             }
         }
     }
 
-    /// The most recently idle connection that is still usable, if any.
-    async fn take_idle(&self) -> Option<PooledConnection> {
-        while let Some(idle) = self.pop_idle() {
-            let IdleConnection {
-                mut sender, permit, ..
-            } = idle;
-            if sender.is_closed() {
+    /// The most recently idle connection that the upstream has not closed, if any.
+    fn take_idle(&self) -> Option<PooledConnection> {
+        while let Some(IdleConnection { mut connection, .. }) = self.pop_idle() {
+            if connection.is_stale() {
                 continue;
             }
-            // The previous response's body is read; the connection becomes ready almost at once.
-            if sender.ready().await.is_ok() {
-                return Some(PooledConnection {
-                    sender: Sender::Http1(sender),
-                    permit,
-                    reused: true,
-                });
-            }
+            return Some(PooledConnection {
+                sender: Sender::Http1(connection),
+                reused: true,
+            });
         }
         None
     }
 
     async fn connect_http1(
         &self,
-        permit: Option<Arc<OwnedSemaphorePermit>>,
+        permit: Option<OwnedSemaphorePermit>,
     ) -> Result<PooledConnection, ConnectError> {
         let stream = self.connect().await?;
-        let mut builder = http1::Builder::new();
-        builder.max_buf_size(self.settings.max_response_head.max(8192));
-        let (sender, connection) = builder
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(ConnectError::Handshake)?;
-        let slot = permit.clone();
-        tokio::spawn(async move {
-            // Upgrades (WebSocket) keep the IO alive after the response; the slot is freed when
-            // the connection task ends.
-            let _ = connection.with_upgrades().await;
-            drop(slot);
-        });
         Ok(PooledConnection {
-            sender: Sender::Http1(sender),
-            permit,
+            sender: Sender::Http1(H1Connection::new(
+                stream,
+                self.settings.max_response_head,
+                permit,
+            )),
             reused: false,
         })
     }
 
-    /// Returns an HTTP/1 connection whose response was read completely.
-    pub fn put_back(&self, conn: PooledConnection) {
-        let PooledConnection { sender, permit, .. } = conn;
-        let Sender::Http1(sender) = sender else {
-            return;
-        };
-        if sender.is_closed() {
-            return;
-        }
+    /// Returns an HTTP/1.1 connection whose response was read completely.
+    pub fn put_back(&self, connection: Box<H1Connection>) {
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };
@@ -242,8 +288,7 @@ impl ConnectionPool {
             return;
         }
         idle.push(IdleConnection {
-            sender,
-            permit,
+            connection,
             idle_since: Instant::now(),
         });
         drop(idle);
@@ -273,7 +318,6 @@ impl ConnectionPool {
         {
             return Ok(PooledConnection {
                 sender: Sender::Http2(sender),
-                permit: None,
                 reused: true,
             });
         }
@@ -293,7 +337,6 @@ impl ConnectionPool {
         }
         Ok(PooledConnection {
             sender: Sender::Http2(sender),
-            permit: None,
             reused: false,
         })
     }

@@ -1,0 +1,332 @@
+//! The client against a scripted peer on a real loopback socket.
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{H1Body, H1Connection, H1Error};
+use crate::handler::body::RequestBody;
+use crate::upstream::tls::UpstreamStream;
+
+/// A client connection and the server end of the same socket.
+async fn pair() -> (Box<H1Connection>, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
+    let connection = H1Connection::new(UpstreamStream::Plain(client.unwrap()), 16 * 1024, None);
+    (connection, server.unwrap().0)
+}
+
+fn get(path: &str) -> Request<RequestBody> {
+    let mut request = Request::new(RequestBody::empty());
+    *request.uri_mut() = path.parse().unwrap();
+    request
+        .headers_mut()
+        .insert("host", "upstream".parse().unwrap());
+    request
+}
+
+/// Reads one request head (and `body_len` body bytes) from the server end.
+async fn read_request(server: &mut TcpStream, body_len: usize) -> String {
+    let mut seen = Vec::new();
+    let mut byte = [0_u8; 1];
+    while !seen.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            server.read(&mut byte).await.unwrap(),
+            1,
+            "request ended early"
+        );
+        seen.push(byte[0]);
+    }
+    let mut body = vec![0_u8; body_len];
+    server.read_exact(&mut body).await.unwrap();
+    seen.extend_from_slice(&body);
+    String::from_utf8(seen).unwrap()
+}
+
+/// Sends `request`, answers with `answer`, and collects the response.
+async fn exchange(
+    request: Request<RequestBody>,
+    answer: &'static [u8],
+) -> (
+    Result<(StatusCode, HeaderMap, Bytes, Option<HeaderMap>), H1Error>,
+    H1Body,
+    String,
+) {
+    let (connection, mut server) = pair().await;
+    let server_side = async move {
+        let head = read_request(&mut server, 0).await;
+        server.write_all(answer).await.unwrap();
+        (head, server)
+    };
+    let (sent, (head, _server)) = tokio::join!(connection.send(request), server_side);
+    let response = match sent {
+        Ok(response) => response,
+        Err(err) => panic!("send failed: {}", err.error),
+    };
+    let (parts, mut body) = response.into_parts();
+    let mut data = Vec::new();
+    let mut trailers = None;
+    let result = loop {
+        match body.frame().await {
+            None => break Ok((parts.status, parts.headers, Bytes::from(data), trailers)),
+            Some(Err(err)) => break Err(err),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(chunk) => data.extend_from_slice(&chunk),
+                Err(frame) => trailers = frame.into_trailers().ok(),
+            },
+        }
+    };
+    (result, body, head)
+}
+
+#[tokio::test]
+async fn a_length_delimited_response_is_read_and_the_connection_kept() {
+    let (result, mut body, head) = exchange(
+        get("/a?b=1"),
+        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-a: 1\r\n\r\nhello",
+    )
+    .await;
+    assert!(
+        head.starts_with("GET /a?b=1 HTTP/1.1\r\nhost: upstream\r\n"),
+        "{head}"
+    );
+    assert!(
+        !head.contains("content-length"),
+        "no length invented for a GET: {head}"
+    );
+    let (status, headers, data, _) = result.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-a"], "1");
+    assert_eq!(data, "hello");
+    assert!(body.take_connection().is_some());
+}
+
+#[tokio::test]
+async fn bytes_after_the_response_retire_the_connection() {
+    let (result, mut body, _) = exchange(
+        get("/"),
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n",
+    )
+    .await;
+    assert_eq!(result.unwrap().2, "ok");
+    assert!(body.take_connection().is_none());
+}
+
+#[tokio::test]
+async fn chunked_bodies_with_extensions_and_trailers_are_decoded() {
+    let (result, mut body, _) = exchange(
+        get("/"),
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+          6;ext=1\r\nhello \r\n5\r\nworld\r\n0\r\nx-trailer: yes\r\n\r\n",
+    )
+    .await;
+    let (_, _, data, trailers) = result.unwrap();
+    assert_eq!(data, "hello world");
+    assert_eq!(trailers.unwrap()["x-trailer"], "yes");
+    assert!(body.take_connection().is_some());
+}
+
+#[tokio::test]
+async fn malformed_chunk_sizes_fail_the_body() {
+    for answer in [
+        &b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"[..],
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n-1\r\nx\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nokXX0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nfffffffffffffffff\r\n",
+    ] {
+        let (result, mut body, _) = exchange(get("/"), answer).await;
+        assert!(
+            matches!(result, Err(H1Error::Invalid(_))),
+            "{}",
+            String::from_utf8_lossy(answer)
+        );
+        assert!(body.take_connection().is_none());
+    }
+}
+
+#[tokio::test]
+async fn transfer_encoding_beside_content_length_is_chunked_and_the_connection_retired() {
+    let (result, mut body, _) = exchange(
+        get("/"),
+        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    let (_, headers, data, _) = result.unwrap();
+    assert_eq!(data, "hello");
+    assert!(!headers.contains_key("content-length"));
+    assert!(body.take_connection().is_none());
+}
+
+#[tokio::test]
+async fn content_length_must_agree_with_itself() {
+    let (result, _, _) = exchange(
+        get("/"),
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2, 2\r\ncontent-length: 2\r\n\r\nok",
+    )
+    .await;
+    assert_eq!(result.unwrap().2, "ok");
+    for answer in [
+        &b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok"[..],
+        b"HTTP/1.1 200 OK\r\ncontent-length: +2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2 3\r\n\r\nok",
+    ] {
+        let (connection, mut server) = pair().await;
+        let server_side = async move {
+            read_request(&mut server, 0).await;
+            server.write_all(answer).await.unwrap();
+            server
+        };
+        let (sent, _server) = tokio::join!(connection.send(get("/")), server_side);
+        let err = sent.err().expect("an invalid length is refused").error;
+        assert!(matches!(err, H1Error::Invalid(_)), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn interim_responses_are_skipped() {
+    let (result, _, _) = exchange(
+        get("/"),
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n\
+          HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(result.unwrap().0, 201);
+}
+
+#[tokio::test]
+async fn http10_and_connection_close_answers_are_not_reused() {
+    for answer in [
+        &b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok"[..],
+        b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok",
+    ] {
+        let (result, mut body, _) = exchange(get("/"), answer).await;
+        assert_eq!(result.unwrap().2, "ok");
+        assert!(body.take_connection().is_none());
+    }
+    let (_, mut body, _) = exchange(
+        get("/"),
+        b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 2\r\n\r\nok",
+    )
+    .await;
+    assert!(body.take_connection().is_some());
+}
+
+#[tokio::test]
+async fn a_body_without_length_runs_until_the_upstream_closes() {
+    let (connection, mut server) = pair().await;
+    let server_side = async move {
+        read_request(&mut server, 0).await;
+        server
+            .write_all(b"HTTP/1.1 200 OK\r\n\r\nuntil the end")
+            .await
+            .unwrap();
+        drop(server);
+    };
+    let (sent, ()) = tokio::join!(connection.send(get("/")), server_side);
+    let mut body = sent.ok().unwrap().into_body();
+    let mut data = Vec::new();
+    while let Some(frame) = body.frame().await {
+        data.extend_from_slice(&frame.unwrap().into_data().unwrap());
+    }
+    assert_eq!(data, b"until the end");
+    assert!(body.take_connection().is_none());
+}
+
+#[tokio::test]
+async fn a_head_answer_has_no_body_whatever_its_length_says() {
+    let mut request = get("/");
+    *request.method_mut() = Method::HEAD;
+    let (result, mut body, _) =
+        exchange(request, b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n").await;
+    let (_, headers, data, _) = result.unwrap();
+    assert_eq!(headers["content-length"], "100");
+    assert!(data.is_empty());
+    assert!(body.take_connection().is_some());
+}
+
+#[tokio::test]
+async fn a_head_past_the_limit_is_refused() {
+    let (connection, mut server) = pair().await;
+    let server_side = async move {
+        read_request(&mut server, 0).await;
+        let filler = "a".repeat(20 * 1024);
+        let answer = format!("HTTP/1.1 200 OK\r\nx-filler: {filler}\r\n\r\n");
+        let _ = server.write_all(answer.as_bytes()).await;
+        server
+    };
+    let (sent, _server) = tokio::join!(connection.send(get("/")), server_side);
+    assert!(matches!(sent.err().unwrap().error, H1Error::HeadTooLarge));
+}
+
+#[tokio::test]
+async fn a_buffered_body_is_sent_with_its_length_in_one_write() {
+    let mut request = get("/upload");
+    *request.method_mut() = Method::POST;
+    *request.body_mut() = RequestBody::buffered(Bytes::from_static(b"payload"), None);
+    let (connection, mut server) = pair().await;
+    let server_side = async move {
+        let head = read_request(&mut server, 7).await;
+        server
+            .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+            .await
+            .unwrap();
+        (head, server)
+    };
+    let (sent, (head, _server)) = tokio::join!(connection.send(request), server_side);
+    assert_eq!(sent.ok().unwrap().status(), 204);
+    assert!(head.starts_with("POST /upload HTTP/1.1\r\n"), "{head}");
+    assert!(head.contains("content-length: 7\r\n"), "{head}");
+    assert!(head.ends_with("\r\n\r\npayload"), "{head}");
+}
+
+#[tokio::test]
+async fn a_reused_connection_closed_before_answering_gives_an_idempotent_request_back() {
+    for (method, given_back) in [(Method::GET, true), (Method::POST, false)] {
+        let (mut connection, mut server) = pair().await;
+        connection.reused = true;
+        let server_side = async move {
+            read_request(&mut server, 0).await;
+            drop(server);
+        };
+        let mut request = get("/");
+        *request.method_mut() = method.clone();
+        let (sent, ()) = tokio::join!(connection.send(request), server_side);
+        let err = sent.err().unwrap();
+        assert!(matches!(err.error, H1Error::ClosedEarly), "{}", err.error);
+        assert_eq!(err.unsent.is_some(), given_back, "{method}");
+    }
+}
+
+#[tokio::test]
+async fn an_idle_connection_the_upstream_closed_is_stale() {
+    let (mut connection, server) = pair().await;
+    assert!(!connection.is_stale());
+    drop(server);
+    // The reactor learns of the FIN on its next turn; yield until it has (bounded).
+    let mut turns = 0;
+    while !connection.is_stale() {
+        turns += 1;
+        assert!(turns < 10_000, "the close was never seen");
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn an_idle_connection_the_upstream_wrote_to_is_stale() {
+    let (mut connection, mut server) = pair().await;
+    server
+        .write_all(b"HTTP/1.1 408 Timeout\r\n\r\n")
+        .await
+        .unwrap();
+    let mut turns = 0;
+    while !connection.is_stale() {
+        turns += 1;
+        assert!(turns < 10_000, "the bytes were never seen");
+        tokio::task::yield_now().await;
+    }
+}

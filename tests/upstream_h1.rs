@@ -1,0 +1,149 @@
+#![allow(clippy::unwrap_used)]
+//! Gantry's own HTTP/1.1 client to upstreams (`src/upstream/h1`), end to end against raw TCP
+//! upstreams that close, answer early or lie about framing.
+
+mod support;
+
+use http::Request;
+use support::{RawConn, RawUpstream, TestGateway, empty, http1_client};
+
+const CATCH_ALL: &str = "  - { name: all, match: { path_prefix: / }, upstream: backend }";
+
+async fn gateway_to(upstream: &RawUpstream) -> TestGateway {
+    TestGateway::simple(&upstream.url(), "", CATCH_ALL, "").await
+}
+
+#[tokio::test]
+async fn connections_the_upstream_closes_after_each_answer_are_replaced_without_errors() {
+    // Answers one request per connection, then closes without saying so (no `Connection: close`):
+    // a pooled connection is dead by the time the next request wants it.
+    let upstream = RawUpstream::start(|mut conn| async move {
+        if conn.read_request().await.is_some() {
+            let _ = conn
+                .write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+        }
+        conn.close().await;
+    })
+    .await;
+    let gw = gateway_to(&upstream).await;
+    let client = http1_client();
+    for _ in 0..5 {
+        let response = client
+            .fetch(Request::get(gw.url("/")).body(empty()).unwrap())
+            .await;
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert_eq!(response.text(), "ok");
+    }
+    assert_eq!(upstream.connection_count(), 5);
+}
+
+#[tokio::test]
+async fn an_answer_before_the_whole_body_is_passed_on_and_its_connection_not_reused() {
+    let upstream = RawUpstream::start(|mut conn| async move {
+        if conn.read_request_head().await.is_some() {
+            let _ = conn
+                .write(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 4\r\n\r\nbig!")
+                .await;
+            conn.read_to_close().await;
+        }
+    })
+    .await;
+    let gw = gateway_to(&upstream).await;
+    // The client announces a megabyte and sends a kilobyte: the upstream answers at once.
+    let mut client = RawConn::connect(gw.addr).await;
+    client
+        .send(b"POST /upload HTTP/1.1\r\nhost: a.example\r\ncontent-length: 1000000\r\n\r\n")
+        .await
+        .unwrap();
+    client.send(&[b'x'; 1000]).await.unwrap();
+    let response = client.read_response().await.expect("an answer");
+    assert_eq!(response.status, 413);
+    assert_eq!(response.body_text(), "big!");
+    // That connection never carries another request: the upstream would read the rest of the
+    // body as one.
+    let response = http1_client()
+        .fetch(Request::get(gw.url("/next")).body(empty()).unwrap())
+        .await;
+    assert_eq!(response.status, 413);
+    assert_eq!(upstream.connection_count(), 2);
+}
+
+#[tokio::test]
+async fn a_response_with_both_lengths_is_read_as_chunked_and_its_connection_retired() {
+    let upstream = RawUpstream::start(|mut conn| async move {
+        while conn.read_request().await.is_some() {
+            let answer =
+                b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n\
+                           5\r\nhello\r\n0\r\n\r\n";
+            if conn.write(answer).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let gw = gateway_to(&upstream).await;
+    let client = http1_client();
+    for _ in 0..2 {
+        let response = client
+            .fetch(Request::get(gw.url("/")).body(empty()).unwrap())
+            .await;
+        assert_eq!(response.status, 200);
+        assert_eq!(response.text(), "hello");
+    }
+    assert_eq!(upstream.connection_count(), 2);
+}
+
+#[tokio::test]
+async fn conflicting_content_lengths_are_a_bad_gateway() {
+    let upstream = RawUpstream::respond_with(
+        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 20\r\n\r\nok",
+    )
+    .await;
+    let gw = gateway_to(&upstream).await;
+    let response = http1_client()
+        .fetch(Request::get(gw.url("/")).body(empty()).unwrap())
+        .await;
+    assert_eq!(response.status, 502);
+    assert_eq!(
+        response.json()["type"],
+        "urn:gantry:problem:upstream-failed"
+    );
+}
+
+#[tokio::test]
+async fn a_chunked_upload_of_unknown_length_reaches_the_upstream_chunked() {
+    let upstream = RawUpstream::start(|mut conn| async move {
+        while conn.read_request().await.is_some() {
+            if conn
+                .write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    let gw = gateway_to(&upstream).await;
+    let mut client = RawConn::connect(gw.addr).await;
+    client
+        .send(
+            b"POST /up HTTP/1.1\r\nhost: a.example\r\ntransfer-encoding: chunked\r\n\r\n\
+              5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let response = client.read_response().await.expect("an answer");
+    assert_eq!(response.status, 200);
+    let received = String::from_utf8(upstream.received()).unwrap();
+    assert!(
+        received.contains("transfer-encoding: chunked\r\n"),
+        "{received}"
+    );
+    assert!(!received.contains("content-length"), "{received}");
+    let body = &received[received.find("\r\n\r\n").unwrap() + 4..];
+    // Re-chunked as the client's frames arrived; the bytes inside are the client's.
+    let (decoded, _, _) = support::client::decode_chunked(body.as_bytes()).expect("valid chunked");
+    assert_eq!(decoded, b"hello world");
+}
