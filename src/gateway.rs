@@ -533,6 +533,7 @@ impl RunningGateway {
                 [
                     crate::upstream::health::spawn_checker(cluster),
                     crate::upstream::discovery::spawn_discovery(cluster),
+                    crate::upstream::client::spawn_pool_sweeper(cluster),
                 ]
             })
             .flatten()

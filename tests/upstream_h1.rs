@@ -147,3 +147,49 @@ async fn a_chunked_upload_of_unknown_length_reaches_the_upstream_chunked() {
     let (decoded, _, _) = support::client::decode_chunked(body.as_bytes()).expect("valid chunked");
     assert_eq!(decoded, b"hello world");
 }
+
+#[tokio::test]
+async fn idle_connections_the_upstream_closes_are_swept_from_the_pool() {
+    // Keeps each connection open until the gateway has had its answer, then closes it while it
+    // sits idle in the pool: nobody reads an idle connection, so only the sweep can notice.
+    let (close_tx, close_rx) = tokio::sync::watch::channel(false);
+    let upstream = RawUpstream::start(move |mut conn| {
+        let mut close = close_rx.clone();
+        async move {
+            if conn.read_request().await.is_some() {
+                let _ = conn
+                    .write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                let _ = close.wait_for(|close| *close).await;
+            }
+            conn.close().await;
+        }
+    })
+    .await;
+    let yaml = format!(
+        "version: 1
+listeners: [{{ name: public, address: \"127.0.0.1:0\" }}]
+admin: {{ address: \"127.0.0.1:0\" }}
+observability: {{ access_log: {{ format: off }} }}
+upstreams:
+  svc: {{ targets: [{{ url: \"{}\" }}] }}
+routes:
+  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
+",
+        upstream.url()
+    );
+    let gw = TestGateway::start_with(&yaml, &[]).await;
+    let response = http1_client()
+        .fetch(Request::get(gw.url("/")).body(empty()).unwrap())
+        .await;
+    assert_eq!(response.text(), "ok");
+    gw.wait_for_upstream("svc", "one idle connection", |svc| {
+        svc["targets"][0]["idle_connections"] == 1
+    })
+    .await;
+    close_tx.send_replace(true);
+    gw.wait_for_upstream("svc", "the closed connection swept", |svc| {
+        svc["targets"][0]["idle_connections"] == 0
+    })
+    .await;
+}

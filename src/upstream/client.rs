@@ -295,6 +295,20 @@ impl ConnectionPool {
         self.returned.notify_one();
     }
 
+    /// Closes idle connections the upstream has closed (or written to) and those past the idle
+    /// timeout. Nobody reads an idle connection, so without this a closed one would hold its
+    /// socket (CLOSE_WAIT) until the next request to the target.
+    pub fn sweep(&self) {
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        idle.retain_mut(|entry| {
+            now.duration_since(entry.idle_since) < self.settings.idle_timeout
+                && !entry.connection.is_stale()
+        });
+    }
+
     fn pop_idle(&self) -> Option<IdleConnection> {
         let mut idle = self.idle.lock().ok()?;
         let now = Instant::now();
@@ -392,4 +406,32 @@ impl ConnectionPool {
             .await
             .map_err(|_| ConnectError::Timeout)?
     }
+}
+
+/// How often idle HTTP/1.1 connections are swept (see [`ConnectionPool::sweep`]).
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Sweeps the pools of an HTTP/1.1 cluster's targets every second while the cluster is alive
+/// (restarted with the other upstream tasks on reload). `None` for HTTP/2 clusters, whose one
+/// shared connection is watched by hyper's connection task.
+pub fn spawn_pool_sweeper(
+    cluster: &Arc<super::cluster::UpstreamCluster>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if cluster.protocol == super::cluster::UpstreamProtocol::Http2 {
+        return None;
+    }
+    let cluster = Arc::downgrade(cluster);
+    Some(tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(SWEEP_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let Some(cluster) = cluster.upgrade() else {
+                return;
+            };
+            for target in cluster.targets.load().iter() {
+                target.pool.sweep();
+            }
+        }
+    }))
 }
