@@ -14,8 +14,10 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::mpsc::{Receiver, Sender};
 
 use crate::handler::body::{BodyFailure, BodyProgress};
 
@@ -31,7 +33,7 @@ pub enum LogFormat {
 /// Where lines go, and in which format. Cloned into every request as an `Arc`.
 pub struct AccessLog {
     format: LogFormat,
-    lines: SyncSender<String>,
+    lines: Sender<String>,
     dropped: AtomicU64,
     sampled_out: AtomicU64,
 }
@@ -49,10 +51,14 @@ impl AccessLog {
                     .open(path)?,
             ),
         };
-        let (lines, receiver) = std::sync::mpsc::sync_channel(65_536);
+        // tokio's bounded channel rather than std's: std's `sync_channel` builds all 65,536 slots
+        // up front (2 MiB resident from start-up, most of an idle gateway's heap); tokio's grows
+        // in blocks of 32 as lines queue up and frees them as the writer catches up. Same bound,
+        // same drop-when-full. The writer is a plain thread, so it may block on `blocking_recv`.
+        let (lines, receiver) = tokio::sync::mpsc::channel(QUEUE_LINES);
         std::thread::Builder::new()
             .name("gantry-access-log".into())
-            .spawn(move || write_lines(&receiver, sink))?;
+            .spawn(move || write_lines(receiver, sink))?;
         Ok(Arc::new(Self {
             format,
             lines,
@@ -78,16 +84,19 @@ impl AccessLog {
         };
         match self.lines.try_send(line) {
             Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+            Err(TrySendError::Full(_) | TrySendError::Closed(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
 }
 
-fn write_lines(receiver: &Receiver<String>, sink: Box<dyn Write + Send>) {
+/// Lines that may wait for the writer; beyond that they are dropped and counted.
+const QUEUE_LINES: usize = 65_536;
+
+fn write_lines(mut receiver: Receiver<String>, sink: Box<dyn Write + Send>) {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, sink);
-    while let Ok(line) = receiver.recv() {
+    while let Some(line) = receiver.blocking_recv() {
         let _ = out.write_all(line.as_bytes());
         while let Ok(more) = receiver.try_recv() {
             let _ = out.write_all(more.as_bytes());
