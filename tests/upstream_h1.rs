@@ -193,3 +193,67 @@ routes:
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_protocol_switch_nobody_asked_for_is_a_bad_gateway() {
+    let upstream = RawUpstream::respond_with(
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n",
+    )
+    .await;
+    let gw = gateway_to(&upstream).await;
+    let response = http1_client()
+        .fetch(Request::get(gw.url("/")).body(empty()).unwrap())
+        .await;
+    assert_eq!(response.status, 502);
+    assert_eq!(
+        response.json()["type"],
+        "urn:gantry:problem:upstream-failed"
+    );
+}
+
+#[tokio::test]
+async fn bytes_an_upstream_sends_right_after_its_101_reach_the_websocket_client() {
+    use futures_util::StreamExt as _;
+    // A server that speaks first: its greeting frame goes out in the same write as the 101, so
+    // the gateway has it buffered with the response head and must pass it on before tunnelling.
+    let upstream = RawUpstream::start(|mut conn| async move {
+        let Some(head) = conn.read_request_head().await else {
+            return;
+        };
+        let head = String::from_utf8_lossy(&head).into_owned();
+        let key = head
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.trim()
+                    .eq_ignore_ascii_case("sec-websocket-key")
+                    .then(|| value.trim().to_owned())
+            })
+            .unwrap_or_default();
+        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        let mut out = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+             sec-websocket-accept: {accept}\r\n\r\n"
+        )
+        .into_bytes();
+        out.extend_from_slice(&[0x81, 5]);
+        out.extend_from_slice(b"hello");
+        let _ = conn.write(&out).await;
+        conn.read_to_close().await;
+    })
+    .await;
+    let gw = TestGateway::simple(
+        &upstream.url(),
+        "",
+        "  - { name: chat, match: { path: /ws }, upstream: backend, websocket: true }",
+        "",
+    )
+    .await;
+    let mut ws = support::client::ws_connect(&format!("ws://{}/ws", gw.addr)).await;
+    let greeting = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+        .await
+        .expect("safety net: no greeting within 10 s")
+        .expect("a frame")
+        .expect("a valid frame");
+    assert_eq!(greeting.into_text().unwrap().as_str(), "hello");
+}
