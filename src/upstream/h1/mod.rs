@@ -77,6 +77,8 @@ pub struct H1Connection {
     io: UpstreamStream,
     /// Bytes read from the upstream and not yet consumed.
     read_buf: BytesMut,
+    /// Scratch for parsing a response head (kept to avoid an allocation per response).
+    fields: Vec<response::Field>,
     /// Next read size for a body (grows while reads fill it).
     read_size: usize,
     max_head: usize,
@@ -97,6 +99,7 @@ impl H1Connection {
         Box::new(Self {
             io,
             read_buf: BytesMut::new(),
+            fields: Vec::new(),
             read_size: FIRST_READ,
             max_head: max_head.max(1024),
             _permit: permit,
@@ -187,8 +190,12 @@ impl H1Connection {
     ) -> Poll<Result<response::ResponseHead, H1Error>> {
         loop {
             if !self.read_buf.is_empty()
-                && let Some(head) =
-                    response::parse(&mut self.read_buf, self.max_head, method_is_head)?
+                && let Some(head) = response::parse(
+                    &mut self.read_buf,
+                    &mut self.fields,
+                    self.max_head,
+                    method_is_head,
+                )?
             {
                 return Poll::Ready(Ok(head));
             }

@@ -43,13 +43,15 @@ impl ResponseHead {
 
 /// Parses the head at the start of `buf`, skipping interim (1xx) responses other than 101.
 /// `None`: more bytes are needed. Consumes the head's bytes from `buf`.
+/// `fields` is scratch space kept by the connection (no allocation per response).
 pub(super) fn parse(
     buf: &mut BytesMut,
+    fields: &mut Vec<Field>,
     max_head: usize,
     method_is_head: bool,
 ) -> Result<Option<ResponseHead>, H1Error> {
     loop {
-        let Some((parsed, len)) = parse_fields(buf, max_head)? else {
+        let Some((parsed, len)) = parse_fields(buf, fields, max_head)? else {
             return Ok(None);
         };
         let head = buf.split_to(len).freeze();
@@ -61,8 +63,8 @@ pub(super) fn parse(
             }
             continue;
         }
-        let mut headers = HeaderMap::with_capacity(parsed.fields.len());
-        for (name, start, end) in parsed.fields {
+        let mut headers = HeaderMap::with_capacity(fields.len());
+        for (name, start, end) in fields.drain(..) {
             let value = HeaderValue::from_maybe_shared(head.slice(start..end))
                 .map_err(|_| H1Error::Invalid("a field value with forbidden bytes"))?;
             headers.append(name, value);
@@ -81,16 +83,21 @@ pub(super) fn parse(
     }
 }
 
-struct ParsedFields {
+/// A field's name, and its value's byte range in the head.
+pub(super) type Field = (HeaderName, usize, usize);
+
+struct ParsedStatus {
     status: StatusCode,
     version: Version,
-    /// Name, and the value's byte range in the head.
-    fields: Vec<(HeaderName, usize, usize)>,
 }
 
 /// httparse over the buffer; field values are kept as ranges so they can be sliced out of the
 /// head without copying once the head is split off.
-fn parse_fields(buf: &BytesMut, max_head: usize) -> Result<Option<(ParsedFields, usize)>, H1Error> {
+fn parse_fields(
+    buf: &BytesMut,
+    fields: &mut Vec<Field>,
+    max_head: usize,
+) -> Result<Option<(ParsedStatus, usize)>, H1Error> {
     let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_FIELDS];
     let mut response = httparse::Response::new(&mut []);
     let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
@@ -119,21 +126,14 @@ fn parse_fields(buf: &BytesMut, max_head: usize) -> Result<Option<(ParsedFields,
         _ => return Err(H1Error::Invalid("HTTP version")),
     };
     let base = buf.as_ptr() as usize;
-    let mut fields = Vec::with_capacity(response.headers.len());
+    fields.clear();
     for field in response.headers.iter() {
         let name = HeaderName::from_bytes(field.name.as_bytes())
             .map_err(|_| H1Error::Invalid("field name"))?;
         let start = field.value.as_ptr() as usize - base;
         fields.push((name, start, start + field.value.len()));
     }
-    Ok(Some((
-        ParsedFields {
-            status,
-            version,
-            fields,
-        },
-        len,
-    )))
+    Ok(Some((ParsedStatus { status, version }, len)))
 }
 
 /// RFC 9112 §6.3, in order; the bool says whether the framing allows reusing the connection.
