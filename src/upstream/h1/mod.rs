@@ -162,12 +162,15 @@ impl H1Connection {
         let head = match head {
             Ok(head) => head,
             Err(error) => {
-                let resend = !writer.wrote_any()
-                    || (self.reused
-                        && writer.bodiless()
-                        && self.read_buf.is_empty()
-                        && matches!(error, H1Error::ClosedEarly | H1Error::Io(_))
-                        && is_idempotent(&parts.method));
+                // Never when the body failed or a frame of it left the body (it would be lost).
+                let intact = !matches!(error, H1Error::RequestBody(_)) && !writer.took_body();
+                let resend = intact
+                    && (!writer.wrote_any()
+                        || (self.reused
+                            && writer.bodiless()
+                            && self.read_buf.is_empty()
+                            && matches!(error, H1Error::ClosedEarly | H1Error::Io(_))
+                            && is_idempotent(&parts.method)));
                 let unsent = resend.then(|| Request::from_parts(parts, body));
                 return Err(H1SendError { error, unsent });
             }

@@ -43,6 +43,8 @@ pub(super) struct RequestWriter {
     /// The body has ended (or there is none); only what is buffered remains to be written.
     body_done: bool,
     wrote_any: bool,
+    /// A frame was taken from the body: the body can no longer be sent again from its start.
+    took_body: bool,
     /// The body was announced as absent: nothing of the request depends on the client's stream.
     bodiless: bool,
 }
@@ -61,6 +63,7 @@ impl RequestWriter {
             suffix: b"",
             body_done: framing == Framing::None,
             wrote_any: false,
+            took_body: false,
             bodiless: framing == Framing::None,
         }
     }
@@ -73,6 +76,11 @@ impl RequestWriter {
     /// Some byte of the request reached the socket.
     pub(super) fn wrote_any(&self) -> bool {
         self.wrote_any
+    }
+
+    /// Some frame of the body was taken from it (and may be lost with this connection).
+    pub(super) fn took_body(&self) -> bool {
+        self.took_body
     }
 
     /// The request carried no body.
@@ -116,6 +124,7 @@ impl RequestWriter {
             Some(Err(_)) => return Err(H1Error::RequestBody("the client's body stream failed")),
             Some(Ok(frame)) => frame,
         };
+        self.took_body = true;
         let frame = match frame.into_data() {
             Ok(data) => data,
             Err(frame) => return self.end_body(frame.into_trailers().ok()),

@@ -330,3 +330,35 @@ async fn an_idle_connection_the_upstream_wrote_to_is_stale() {
         tokio::task::yield_now().await;
     }
 }
+
+#[tokio::test]
+async fn a_request_whose_body_was_taken_is_never_given_back_for_resending() {
+    for (method, body, given_back) in [
+        (Method::GET, None, true),
+        (Method::POST, Some(Bytes::from_static(b"payload")), false),
+    ] {
+        let (mut connection, server) = pair().await;
+        // The upstream resets the connection before anything is written to it.
+        server.set_zero_linger().unwrap();
+        drop(server);
+        let mut turns = 0;
+        while !connection.is_stale() {
+            turns += 1;
+            assert!(turns < 10_000, "the reset was never seen");
+            tokio::task::yield_now().await;
+        }
+        let mut request = get("/");
+        *request.method_mut() = method.clone();
+        if let Some(body) = body {
+            *request.body_mut() = RequestBody::buffered(body, None);
+        }
+        let err = connection
+            .send(request)
+            .await
+            .err()
+            .expect("the write fails");
+        // A body frame that left the body with a failed write is gone: sending the rest again
+        // would deliver a body without its start.
+        assert_eq!(err.unsent.is_some(), given_back, "{method}: {}", err.error);
+    }
+}
