@@ -63,7 +63,6 @@ impl H1Body {
             BodyFraming::UntilClose => State::UntilClose,
             BodyFraming::Upgrade => State::Upgraded,
         };
-        let keep_alive = keep_alive && framing != BodyFraming::UntilClose;
         Self {
             connection: Some(connection),
             state,

@@ -45,8 +45,6 @@ pub(super) struct RequestWriter {
     wrote_any: bool,
     /// A frame was taken from the body: the body can no longer be sent again from its start.
     took_body: bool,
-    /// The body was announced as absent: nothing of the request depends on the client's stream.
-    bodiless: bool,
 }
 
 impl RequestWriter {
@@ -64,7 +62,6 @@ impl RequestWriter {
             body_done: framing == Framing::None,
             wrote_any: false,
             took_body: false,
-            bodiless: framing == Framing::None,
         }
     }
 
@@ -83,9 +80,9 @@ impl RequestWriter {
         self.took_body
     }
 
-    /// The request carried no body.
+    /// The request carries no body: nothing of it depends on the client's stream.
     pub(super) fn bodiless(&self) -> bool {
-        self.bodiless
+        self.framing == Framing::None
     }
 
     /// Writes as much as can be written now. The first body frame, when it is already there, goes
