@@ -177,6 +177,18 @@ pub enum GatewayError {
     /// The client's `grpc-timeout` header is malformed.
     #[error("invalid grpc-timeout header: expected 1 to 8 digits and a unit (H, M, S, m, u, n)")]
     InvalidGrpcTimeout,
+    /// The request head is not valid HTTP/1.1 (answered by the server before the edge runs).
+    #[error("malformed request: {reason}")]
+    MalformedRequest {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The client did not send a whole request head within `header_read_timeout`.
+    #[error("the request head did not arrive within {after:?}")]
+    RequestHeadTimeout {
+        /// The timeout.
+        after: Duration,
+    },
     /// The client went away before the response was ready (logged as 499, never sent).
     #[error("the client closed the connection")]
     ClientClosed,
@@ -294,8 +306,11 @@ impl GatewayError {
             | Self::BadRequestBody { .. }
             | Self::PlainHttpOnTlsPort
             | Self::AggregateBadInput { .. }
-            | Self::InvalidGrpcTimeout => StatusCode::BAD_REQUEST,
-            Self::RequestBodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            | Self::InvalidGrpcTimeout
+            | Self::MalformedRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::RequestBodyTimeout { .. } | Self::RequestHeadTimeout { .. } => {
+                StatusCode::REQUEST_TIMEOUT
+            }
             Self::NoRoute { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -379,6 +394,8 @@ impl GatewayError {
             Self::Overloaded { .. } => "overloaded",
             Self::DeadlineExceeded { .. } => "deadline-exceeded",
             Self::InvalidGrpcTimeout => "invalid-grpc-timeout",
+            Self::MalformedRequest { .. } => "malformed-request",
+            Self::RequestHeadTimeout { .. } => "request-head-timeout",
             Self::ClientClosed => "client-closed",
             Self::PlainHttpOnTlsPort => "plain-http-on-tls-port",
             Self::UpstreamTls { .. } => "upstream-tls",
@@ -410,6 +427,8 @@ impl GatewayError {
             | Self::BadPath(_)
             | Self::BadRequestBody { .. }
             | Self::RequestBodyTimeout { .. }
+            | Self::RequestHeadTimeout { .. }
+            | Self::MalformedRequest { .. }
             | Self::NoRoute { .. }
             | Self::MethodNotAllowed { .. }
             | Self::PayloadTooLarge { .. }
@@ -451,6 +470,8 @@ impl GatewayError {
             Self::BadRequestBody { .. }
                 | Self::BadTransferEncoding
                 | Self::RequestBodyTimeout { .. }
+                | Self::RequestHeadTimeout { .. }
+                | Self::MalformedRequest { .. }
                 | Self::PayloadTooLarge { .. }
                 | Self::Internal
         )

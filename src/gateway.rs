@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use crate::server::drain::Drain;
 use arc_swap::ArcSwap;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -92,7 +92,7 @@ struct ListenerHandle {
     bound: SocketAddr,
     stop: watch::Sender<Option<Stop>>,
     task: JoinHandle<TcpListener>,
-    graceful: Arc<GracefulShutdown>,
+    graceful: Arc<Drain>,
 }
 
 struct Shared {
@@ -154,7 +154,7 @@ pub async fn start(config: GatewayConfig) -> Result<RunningGateway, StartError> 
             settings.clone(),
             runtime.server.limits.max_connections,
             &state,
-            Arc::new(GracefulShutdown::new()),
+            Arc::new(Drain::new()),
         );
         listeners.insert(Arc::clone(&settings.name), handle);
     }
@@ -209,7 +209,7 @@ fn spawn_listener(
     settings: ListenerSettings,
     max_connections: usize,
     state: &Arc<EdgeState>,
-    graceful: Arc<GracefulShutdown>,
+    graceful: Arc<Drain>,
 ) -> ListenerHandle {
     let bound = socket.local_addr().unwrap_or(settings.address);
     let (stop, stop_rx) = watch::channel(None);
@@ -513,7 +513,7 @@ impl RunningGateway {
                 settings.clone(),
                 max_connections,
                 state,
-                Arc::new(GracefulShutdown::new()),
+                Arc::new(Drain::new()),
             );
             listeners.insert(Arc::clone(&settings.name), handle);
         }

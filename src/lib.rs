@@ -10,6 +10,7 @@ pub mod demo;
 pub mod error;
 pub mod gateway;
 pub mod handler;
+pub mod http1;
 pub mod observe;
 pub mod pipeline;
 pub mod policy;

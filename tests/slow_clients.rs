@@ -48,8 +48,8 @@ async fn slowloris_trickling_a_head_is_closed_and_others_are_served() {
     .await;
     let mut slow = RawConn::connect(gw.addr).await;
     // A head that never ends: one byte at a time, as slowhttptest does. Each byte is progress,
-    // but hyper's header_read_timeout bounds the whole head, so the trickle cannot keep it open.
-    // Always a valid partial head (so hyper never rejects it as malformed), ~10 s of trickle at
+    // but header_read_timeout bounds the whole head, so the trickle cannot keep it open.
+    // Always a valid partial head (so the parser never rejects it as malformed), ~10 s of trickle at
     // most: a safety net, should the timeout never fire.
     let mut trickle = b"GET /echo HTTP/1.1\r\nHost: a.example\r\n".to_vec();
     trickle.extend(b"X-a: b\r\n".repeat(60));
@@ -67,7 +67,7 @@ async fn slowloris_trickling_a_head_is_closed_and_others_are_served() {
     }
     assert!(closed, "the trickling connection was never closed");
     assert!(slow.wait_closed().await);
-    // hyper answers a head timeout with a bare 408 when it can, or just closes.
+    // A head timeout is answered with a 408 problem when it can be written, or just closed.
     let leftover = String::from_utf8_lossy(slow.buffered()).into_owned();
     assert!(
         leftover.is_empty() || leftover.starts_with("HTTP/1.1 408"),

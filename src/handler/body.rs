@@ -18,10 +18,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::observe::access_log::AccessRecord;
+use crate::server::incoming::ClientBody;
 use crate::upstream::client::UpstreamBody;
 use crate::upstream::cluster::{InFlightGuard, Target};
 
@@ -88,7 +88,7 @@ pub struct RequestBody {
     /// A body read ahead so the request can be sent again (retries), served before `inner`.
     buffered: Option<Bytes>,
     buffered_trailers: Option<http::HeaderMap>,
-    inner: Option<Incoming>,
+    inner: Option<ClientBody>,
     limit: u64,
     received: u64,
     idle: IdleTimer,
@@ -110,7 +110,7 @@ impl RequestBody {
     }
 
     /// Wraps the client's body with a size limit and an idle timeout.
-    pub fn new(inner: Incoming, limit: u64, idle: Duration, failure: FailureSlot) -> Self {
+    pub fn new(inner: ClientBody, limit: u64, idle: Duration, failure: FailureSlot) -> Self {
         Self {
             buffered: None,
             buffered_trailers: None,

@@ -21,9 +21,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::{Body, Incoming};
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
+use hyper::body::Body;
 use tokio::io::AsyncWriteExt as _;
 
 use super::body::{BodyFailure, ConnectionLease, FailureSlot, RequestBody, ResponseBody};
@@ -33,6 +31,7 @@ use crate::observe::metrics;
 use crate::observe::tracing::TraceContext;
 use crate::pipeline::headers::remove_hop_by_hop;
 use crate::runtime::{Route, ServerSettings};
+use crate::server::incoming::{ClientBody, ClientUpgrade};
 use crate::upstream::client::{ConnectError, SendError, SendFailure, UpstreamBody};
 use crate::upstream::cluster::{
     HostHeader, InFlightGuard, Pick, Target, UpstreamCluster, UpstreamProtocol,
@@ -55,7 +54,7 @@ pub struct ForwardRequest {
     /// Method, headers (edge-cleaned), version.
     pub parts: Parts,
     /// The client's body.
-    pub body: Incoming,
+    pub body: ClientBody,
     /// Path (normalised, rewritten) and query to send upstream.
     pub path_and_query: String,
     /// Host the client addressed (Host or `:authority`), sent upstream with `host_header: preserve`.
@@ -63,7 +62,7 @@ pub struct ForwardRequest {
     /// Client IP, for consistent hashing.
     pub client_ip: IpAddr,
     /// The client's side of a WebSocket upgrade, when the route allows it and it was asked for.
-    pub client_upgrade: Option<OnUpgrade>,
+    pub client_upgrade: Option<ClientUpgrade>,
 }
 
 /// A route's static stand-in answer (`routes[].fallback`).
@@ -152,7 +151,7 @@ pub struct UpstreamCall {
     /// Client IP, for consistent hashing.
     pub client_ip: IpAddr,
     /// The client's side of a WebSocket upgrade.
-    pub client_upgrade: Option<OnUpgrade>,
+    pub client_upgrade: Option<ClientUpgrade>,
     /// A shorter time budget than the upstream's `request` timeout (an aggregate's remaining time).
     pub budget: Option<Duration>,
 }
@@ -160,7 +159,7 @@ pub struct UpstreamCall {
 /// The body of an upstream request.
 pub enum OutgoingBody {
     /// The client's body, streamed (or buffered when small enough to replay).
-    Client(Incoming),
+    Client(ClientBody),
     /// A body already in memory (an aggregate's call), sent again on every try.
     Buffered(Bytes),
 }
@@ -530,7 +529,7 @@ fn finish_response(
     lease: ConnectionLease,
     cluster: &UpstreamCluster,
     settings: &ServerSettings,
-    client_upgrade: Option<OnUpgrade>,
+    client_upgrade: Option<ClientUpgrade>,
 ) -> Result<Response<ResponseBody>, GatewayError> {
     let websocket = client_upgrade.is_some();
     let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -582,7 +581,7 @@ fn finish_response(
 
 /// Reads a small body of known length into memory so every try can send it.
 async fn buffer_body(
-    body: Incoming,
+    body: ClientBody,
     settings: &ServerSettings,
     cluster: &UpstreamCluster,
     failure: &FailureSlot,
@@ -824,18 +823,17 @@ fn client_failure(failure: &FailureSlot) -> Option<GatewayError> {
 /// Copies bytes both ways between an upgraded client and upstream until either side closes.
 /// What the upstream sent right after its `101` goes to the client first.
 async fn tunnel(
-    client: OnUpgrade,
+    client: ClientUpgrade,
     (mut upstream, early): (UpstreamStream, Bytes),
     in_flight: InFlightGuard,
 ) {
-    let client = match client.await {
+    let mut client = match client.upgraded().await {
         Ok(client) => client,
         Err(err) => {
             tracing::debug!(error = %err, "websocket upgrade failed");
             return;
         }
     };
-    let mut client = TokioIo::new(client);
     if !early.is_empty() && client.write_all(&early).await.is_err() {
         return;
     }

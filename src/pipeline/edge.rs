@@ -23,7 +23,6 @@ use arc_swap::ArcSwap;
 use futures_util::FutureExt;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, Version};
-use hyper::body::Incoming;
 
 use super::headers::{
     Peer, client_ip, is_trusted, is_websocket_upgrade, set_forwarding_headers,
@@ -39,6 +38,7 @@ use crate::observe::tracing::TraceContext;
 use crate::policy::PolicyOutcome;
 use crate::router::{Lookup, RequestView, normalize_path};
 use crate::runtime::Runtime;
+use crate::server::incoming::{ClientBody, ClientUpgrade};
 
 /// Carries the verified client certificate's subject (mTLS) to the upstream; clients cannot set
 /// it because every `Gantry-*` header they send is stripped first.
@@ -59,7 +59,7 @@ pub struct EdgeState {
 pub async fn handle(
     state: Arc<EdgeState>,
     peer: Arc<Peer>,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let runtime = state.runtime.load_full();
     let settings = &runtime.server;
@@ -166,7 +166,7 @@ pub async fn handle(
 async fn route_and_forward(
     runtime: &Runtime,
     peer: &Peer,
-    mut req: Request<Incoming>,
+    mut req: Request<ClientBody>,
     request_id: &HeaderValue,
     record: &mut AccessRecord,
     (cors_headers, rate_headers): (&mut Option<HeaderMap>, &mut Option<HeaderMap>),
@@ -290,7 +290,7 @@ async fn route_and_forward(
         }
     }
     let client_upgrade = (route.websocket && is_websocket_upgrade(req.headers()))
-        .then(|| hyper::upgrade::on(&mut req));
+        .then(|| ClientUpgrade::take_from(&mut req));
 
     let client = record.client_ip;
     let (mut parts, body) = req.into_parts();
@@ -344,7 +344,7 @@ async fn route_and_forward(
 
 /// 414 when the request target is too long; 431 when the headers are.
 fn check_head_limits(
-    req: &Request<Incoming>,
+    req: &Request<ClientBody>,
     max_uri: u64,
     max_headers: u64,
 ) -> Result<(), GatewayError> {
@@ -366,7 +366,7 @@ fn check_head_limits(
 
 /// The authority the client addressed. HTTP/1.1 needs exactly one Host; an absolute-form target
 /// overrides Host (RFC 9112 §3.2.2); on HTTP/2 a Host header must agree with `:authority`.
-fn request_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, GatewayError> {
+fn request_host(req: &Request<ClientBody>) -> Result<Option<HeaderValue>, GatewayError> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let first = hosts.next();
     if hosts.next().is_some() {
@@ -476,6 +476,11 @@ fn request_id(headers: &HeaderMap, name: &http::HeaderName) -> HeaderValue {
             return value.clone();
         }
     }
+    new_request_id()
+}
+
+/// A new request id (UUIDv7), for answers the server gives before the edge runs, too.
+pub fn new_request_id() -> HeaderValue {
     // UUIDv7 from the thread-local generator: `Uuid::now_v7` asks the OS for randomness on every
     // call (one getrandom syscall per request, measured with strace).
     let millis = std::time::SystemTime::now()

@@ -1,34 +1,42 @@
 //! Accepting client connections: limits, protocol negotiation, graceful shutdown.
 //!
-//! hyper's own buffers are set above Gantry's configured limits so that the edge, not hyper, decides
-//! and answers with problem+json (hyper's own rejections have empty bodies).
+//! HTTP/1.1 is served by Gantry's own server ([`h1`]); HTTP/2 (h2c by prior knowledge, or h2 by
+//! ALPN) by hyper's. On a cleartext listener that speaks both, the HTTP/2 preface decides.
+//! The head buffer is set above Gantry's configured limits so that moderate excess reaches the
+//! edge, which answers with the precise 414/431.
 //!
-//! Timers and how they interact: hyper starts its header-read timer both when a connection opens
-//! and when a keep-alive connection goes idle waiting for the next request. So an idle HTTP/1.1
-//! connection is closed after `min(header_read_timeout, idle_timeout)`; [`IdleIo`] closes any
-//! connection (HTTP/1 or HTTP/2) that moved no bytes in either direction for `idle_timeout`.
+//! Timers and how they interact: the HTTP/1.1 server's head timer runs both when a connection
+//! opens and when a keep-alive connection goes idle waiting for the next request. So an idle
+//! HTTP/1.1 connection is closed after `min(header_read_timeout, idle_timeout)`; [`IdleIo`] closes
+//! any connection (HTTP/1 or HTTP/2) that moved no bytes in either direction for `idle_timeout`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::pin::pin;
+
+use hyper::body::Incoming;
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+use super::drain::{Drain, DrainWatch};
 use super::flood::FloodGuard;
+use super::h1::{self, H1Options};
 use super::idle::IdleIo;
+use super::incoming::{ClientBody, Io};
 use super::reclaim;
 use super::tls::ListenerTls;
 use crate::pipeline::edge::{self, EdgeState};
 use crate::pipeline::headers::Peer;
 use crate::runtime::{Limits, ListenerSettings};
 
-/// Extra room above the configured header limits so hyper never rejects first.
-const HYPER_HEADROOM: u64 = 16 * 1024;
+/// Extra room above the configured header limits, so that moderate excess reaches the edge and
+/// gets its precise 414/431 (beyond it, the server answers 431 itself).
+const HEAD_HEADROOM: u64 = 16 * 1024;
 
 /// How an accept loop is asked to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,14 +49,14 @@ pub enum Stop {
 
 /// Accepts on one bound listener until `stop` says so, then hands the socket back.
 ///
-/// Connections are watched by `graceful`, which outlives the loop, so whoever stops the loop decides
+/// Connections are watched by `drain`, which outlives the loop, so whoever stops the loop decides
 /// whether they drain (shutdown, removed listener) or carry on (handoff on reload). Limits are read
 /// from the current runtime snapshot, so a reload applies them to new connections.
 pub async fn serve(
     listener: TcpListener,
     settings: ListenerSettings,
     state: Arc<EdgeState>,
-    graceful: Arc<GracefulShutdown>,
+    drain: Arc<Drain>,
     slots: Arc<Semaphore>,
     mut stop: watch::Receiver<Option<Stop>>,
 ) -> TcpListener {
@@ -58,7 +66,7 @@ pub async fn serve(
     let floods = snapshot.metrics.h2_floods(&settings.name);
     let reclaimed = snapshot.metrics.connections_reclaimed(&settings.name);
     let reclaimer = reclaim::Reclaimer::default();
-    let mut builder = connection_builder(&settings, &snapshot.server.limits);
+    let mut protocols = Protocols::new(&settings, &snapshot.server.limits);
     // Rotated certificate files are picked up for as long as this loop serves the listener.
     let _cert_watch = settings
         .tls
@@ -102,7 +110,7 @@ pub async fn serve(
         let current = state.runtime.load();
         if !Arc::ptr_eq(&current, &snapshot) {
             snapshot = arc_swap::Guard::into_inner(current);
-            builder = connection_builder(&settings, &snapshot.server.limits);
+            protocols = Protocols::new(&settings, &snapshot.server.limits);
         }
         let _ = stream.set_nodelay(true);
         if let Some(tls) = &settings.tls {
@@ -112,9 +120,9 @@ pub async fn serve(
                 peer,
                 listener: Arc::clone(&settings.name),
                 idle_timeout: snapshot.server.limits.idle_timeout,
-                builder: builder.clone(),
+                protocols: protocols.clone(),
                 state: Arc::clone(&state),
-                watcher: graceful.watcher(),
+                watcher: drain.watcher(),
                 permit,
                 in_flight: in_flight.clone(),
                 flood_limit: flood_limit(&snapshot),
@@ -122,25 +130,23 @@ pub async fn serve(
             });
             continue;
         }
-        let io = TokioIo::new(FloodGuard::new(
+        let io = FloodGuard::new(
             IdleIo::new(stream, snapshot.server.limits.idle_timeout)
                 .reclaimable(reclaimer.register()),
             flood_limit(&snapshot),
             floods.clone(),
             peer,
-        ));
-        let state = Arc::clone(&state);
+        );
         let peer_info = Arc::new(Peer::new(peer).counted_in(in_flight.clone()));
-        let service =
-            service_fn(move |req| edge::handle(Arc::clone(&state), Arc::clone(&peer_info), req));
-        let connection = builder
-            .serve_connection_with_upgrades(io, service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let connection = serve_cleartext(
+            Box::new(io),
+            protocols.clone(),
+            Arc::clone(&state),
+            peer_info,
+            drain.watcher(),
+        );
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(%peer, error = %err, "client connection ended with an error");
-            }
+            connection.await;
             drop(permit);
         });
     }
@@ -154,9 +160,9 @@ struct TlsConnection {
     peer: SocketAddr,
     listener: Arc<str>,
     idle_timeout: Duration,
-    builder: auto::Builder<TokioExecutor>,
+    protocols: Protocols,
     state: Arc<EdgeState>,
-    watcher: Watcher,
+    watcher: DrainWatch,
     permit: OwnedSemaphorePermit,
     in_flight: prometheus_client::metrics::gauge::Gauge,
     flood_limit: u32,
@@ -174,7 +180,7 @@ fn spawn_tls_connection(conn: TlsConnection) {
             peer,
             listener,
             idle_timeout,
-            builder,
+            protocols,
             state,
             watcher,
             permit,
@@ -188,25 +194,112 @@ fn spawn_tls_connection(conn: TlsConnection) {
             return;
         };
         let peer_info = Arc::new(Peer::tls(peer, negotiated.client_subject).counted_in(in_flight));
-        let service =
-            service_fn(move |req| edge::handle(Arc::clone(&state), Arc::clone(&peer_info), req));
+        let io = FloodGuard::new(io, flood_limit, floods, peer);
         // RFC 9113 §3.2: over TLS, h2 is chosen by ALPN only; without it, HTTP/1.1.
-        let builder = if negotiated.h2 {
-            builder.http2_only()
+        if negotiated.h2 {
+            serve_h2(io, &protocols.h2, state, peer_info, watcher).await;
         } else {
-            builder.http1_only()
-        };
-        let connection = builder
-            .serve_connection_with_upgrades(
-                TokioIo::new(FloodGuard::new(io, flood_limit, floods, peer)),
-                service,
-            )
-            .into_owned();
-        if let Err(err) = watcher.watch(connection).await {
-            tracing::debug!(%peer, error = %err, "client connection ended with an error");
+            let options = H1Options {
+                sniff_h2: false,
+                ..protocols.h1
+            };
+            // Without the preface sniffing, the server never hands the stream on.
+            let _ = h1::serve(Box::new(io), state, peer_info, watcher, options).await;
         }
         drop(permit);
     });
+}
+
+/// The protocols a listener speaks and their settings, rebuilt when a reload changes the limits.
+#[derive(Clone)]
+struct Protocols {
+    /// HTTP/1.1 is served (else only h2c by prior knowledge).
+    http1: bool,
+    h1: H1Options,
+    h2: http2::Builder<TokioExecutor>,
+}
+
+impl Protocols {
+    fn new(settings: &ListenerSettings, limits: &Limits) -> Self {
+        let head_room = limits.max_header_bytes + limits.max_uri_bytes + HEAD_HEADROOM;
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_concurrent_streams(limits.h2_max_concurrent_streams)
+            .max_header_list_size(
+                u32::try_from(limits.h2_max_header_list_size.unwrap_or(head_room))
+                    .unwrap_or(u32::MAX),
+            )
+            .max_pending_accept_reset_streams(Some(limits.h2_max_pending_reset_streams))
+            .max_local_error_reset_streams(Some(limits.h2_max_local_error_reset_streams));
+        Self {
+            http1: settings.http1 || !settings.h2c,
+            h1: H1Options {
+                max_head: usize::try_from(head_room).unwrap_or(usize::MAX).max(8192),
+                limits: (limits.max_uri_bytes, limits.max_header_bytes),
+                header_read_timeout: limits.header_read_timeout.min(limits.idle_timeout),
+                sniff_h2: settings.h2c,
+            },
+            h2,
+        }
+    }
+}
+
+/// Serves one cleartext connection: HTTP/1.1, or h2c by prior knowledge.
+async fn serve_cleartext(
+    io: Box<dyn Io>,
+    protocols: Protocols,
+    state: Arc<EdgeState>,
+    peer: Arc<Peer>,
+    watcher: DrainWatch,
+) {
+    if !protocols.http1 {
+        serve_h2(io, &protocols.h2, state, peer, watcher).await;
+        return;
+    }
+    let ended = h1::serve(
+        io,
+        Arc::clone(&state),
+        Arc::clone(&peer),
+        watcher.clone(),
+        protocols.h1,
+    )
+    .await;
+    if let h1::Ended::H2(io) = ended {
+        serve_h2(io, &protocols.h2, state, peer, watcher).await;
+    }
+}
+
+/// Serves an HTTP/2 connection with hyper until it ends, or until the listener drains (then
+/// GOAWAY, and the streams in flight finish).
+async fn serve_h2<I: Io>(
+    io: I,
+    builder: &http2::Builder<TokioExecutor>,
+    state: Arc<EdgeState>,
+    peer: Arc<Peer>,
+    mut watcher: DrainWatch,
+) {
+    let service = service_fn(move |req: http::Request<Incoming>| {
+        edge::handle(
+            Arc::clone(&state),
+            Arc::clone(&peer),
+            req.map(ClientBody::H2),
+        )
+    });
+    let mut connection = pin!(builder.serve_connection(TokioIo::new(io), service));
+    let ended = tokio::select! {
+        ended = connection.as_mut() => Some(ended),
+        () = watcher.draining() => None,
+    };
+    let ended = match ended {
+        Some(ended) => ended,
+        None => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(err) = ended {
+        tracing::debug!(error = %err, "client connection ended with an error");
+    }
 }
 
 /// PING/SETTINGS frames per second per HTTP/2 connection, from the current snapshot.
@@ -214,42 +307,13 @@ fn flood_limit(snapshot: &crate::runtime::Runtime) -> u32 {
     crate::config::compile_hostile::h2_max_control_frames_per_second(&snapshot.file.server.limits)
 }
 
-/// Lets the connections watched by `graceful` finish their in-flight requests, for at most `grace`.
-pub async fn drain(graceful: GracefulShutdown, grace: Duration, listener: &str) {
+/// Lets the connections watched by `drain` finish their in-flight requests, for at most `grace`.
+pub async fn drain(drain: Drain, grace: Duration, listener: &str) {
     tokio::select! {
-        () = graceful.shutdown() => {}
+        () = drain.shutdown() => {}
         () = tokio::time::sleep(grace) => {
             tracing::warn!(listener, "shutdown grace expired with requests in flight");
         }
-    }
-}
-
-/// hyper's connection builder for this listener's protocols and limits.
-fn connection_builder(
-    settings: &ListenerSettings,
-    limits: &Limits,
-) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    let head_room = limits.max_header_bytes + limits.max_uri_bytes + HYPER_HEADROOM;
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout.min(limits.idle_timeout))
-        .max_buf_size(usize::try_from(head_room).unwrap_or(usize::MAX).max(8192))
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(limits.h2_max_concurrent_streams)
-        .max_header_list_size(
-            u32::try_from(limits.h2_max_header_list_size.unwrap_or(head_room)).unwrap_or(u32::MAX),
-        )
-        .max_pending_accept_reset_streams(Some(limits.h2_max_pending_reset_streams))
-        .max_local_error_reset_streams(Some(limits.h2_max_local_error_reset_streams));
-    match (settings.http1, settings.h2c) {
-        (true, false) => builder.http1_only(),
-        (false, true) => builder.http2_only(),
-        _ => builder,
     }
 }
 

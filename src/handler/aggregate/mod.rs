@@ -22,7 +22,6 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -34,6 +33,7 @@ use crate::error::GatewayError;
 use crate::observe::access_log::AccessRecord;
 use crate::observe::metrics::UpstreamMetrics;
 use crate::runtime::ServerSettings;
+use crate::server::incoming::ClientBody;
 use crate::upstream::cluster::UpstreamCluster;
 
 /// Where the failed calls are listed in a partial answer.
@@ -92,7 +92,7 @@ pub struct AggregateRequest {
     /// The edge-cleaned head of the client's request.
     pub parts: Parts,
     /// The client's body (read only when a call forwards it).
-    pub body: Incoming,
+    pub body: ClientBody,
     /// Route path parameters, percent-decoded.
     pub params: Vec<(String, String)>,
     /// Host the client addressed.
@@ -509,7 +509,7 @@ async fn run_call(
 
 /// Reads the client's body once (for calls that forward it), within the size limit and budget.
 async fn read_client_body(
-    body: Incoming,
+    body: ClientBody,
     limit: u64,
     deadline: Instant,
     budget: Duration,
