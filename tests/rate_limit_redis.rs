@@ -2,7 +2,8 @@
 //! Redis-backed limits against a real `redis-server`: exact across three gateway instances under
 //! concurrency (rate and daily quota), `EVALSHA` surviving a script flush, a Redis outage handled by
 //! `on_store_error` with the breaker keeping requests off Redis, limiting resuming after Redis
-//! returns, and calendar quotas on an injected clock.
+//! returns, calendar quotas on an injected clock, and requests stamped earlier than a time a key has
+//! already seen (clock skew, concurrency) judged at that newest time by check, charge and refund.
 
 mod support;
 
@@ -240,6 +241,18 @@ fn limit(
     kind: LimitKind,
     key: &str,
 ) -> Arc<Limit> {
+    shared_limit(store, clock, kind, key, &uuid_like().to_string())
+}
+
+/// A limit whose counters are those of every other limit made with the same `identity` (the same
+/// limit on another gateway).
+fn shared_limit(
+    store: &Arc<RedisStore>,
+    clock: &Arc<FakeClock>,
+    kind: LimitKind,
+    key: &str,
+    identity: &str,
+) -> Arc<Limit> {
     Arc::new(Limit {
         name: Arc::from(key),
         key: KeySpec::parse(key).unwrap(),
@@ -248,9 +261,38 @@ fn limit(
         on_store_error: OnStoreError::Deny,
         headers: true,
         detail: Arc::from("test"),
-        identity: Arc::from(format!("test|{key}|{kind:?}|{}", uuid_like())),
+        identity: Arc::from(format!("test|{key}|{kind:?}|{identity}")),
         clock: clock.clone(),
     })
+}
+
+/// A request from 127.0.0.1 on route `r`.
+fn request(headers: &HeaderMap) -> KeyContext<'_> {
+    KeyContext {
+        ip: [127, 0, 0, 1].into(),
+        route: "r",
+        headers,
+        identity: None,
+    }
+}
+
+/// Route `r` with one limit, checked before authentication.
+fn route(limit: Arc<Limit>) -> RateLimitSet {
+    RateLimitSet {
+        route: Arc::from("r"),
+        before_auth: vec![limit],
+        after_auth: Vec::new(),
+        policy_header: None,
+    }
+}
+
+fn settings(redis: &RedisServer) -> RedisSettings {
+    RedisSettings {
+        url: redis.url(),
+        timeout: Duration::from_secs(2),
+        breaker_failures: 3,
+        breaker_open_for: Duration::from_secs(5),
+    }
 }
 
 /// A per-run suffix so reruns against one Redis never share keys.
@@ -266,19 +308,8 @@ async fn quotas_follow_the_utc_calendar_on_an_injected_clock() {
     let redis = RedisServer::start();
     // 2026-11-30T23:59:59Z: one second before both a new day and a new month.
     let clock = FakeClock::at(1_796_083_199_000);
-    let settings = RedisSettings {
-        url: redis.url(),
-        timeout: Duration::from_secs(2),
-        breaker_failures: 3,
-        breaker_open_for: Duration::from_secs(5),
-    };
-    let store = Arc::new(RedisStore::new(settings, clock.clone()).unwrap());
-    let set = |kind, key| RateLimitSet {
-        route: Arc::from("r"),
-        before_auth: vec![limit(&store, &clock, kind, key)],
-        after_auth: Vec::new(),
-        policy_header: None,
-    };
+    let store = Arc::new(RedisStore::new(settings(&redis), clock.clone()).unwrap());
+    let set = |kind, key| route(limit(&store, &clock, kind, key));
     let daily = set(
         LimitKind::Quota {
             count: 3,
@@ -294,12 +325,7 @@ async fn quotas_follow_the_utc_calendar_on_an_injected_clock() {
         "header:x-month",
     );
     let headers = HeaderMap::new();
-    let ctx = KeyContext {
-        ip: [127, 0, 0, 1].into(),
-        route: "r",
-        headers: &headers,
-        identity: None,
-    };
+    let ctx = request(&headers);
     for _ in 0..3 {
         daily.check(false, &ctx, &mut None).await.unwrap();
     }
@@ -339,27 +365,11 @@ async fn quotas_follow_the_utc_calendar_on_an_injected_clock() {
 async fn gcra_in_redis_admits_the_burst_and_refills_on_an_injected_clock() {
     let redis = RedisServer::start();
     let clock = FakeClock::at(1_796_000_000_000);
-    let settings = RedisSettings {
-        url: redis.url(),
-        timeout: Duration::from_secs(2),
-        breaker_failures: 3,
-        breaker_open_for: Duration::from_secs(5),
-    };
-    let store = Arc::new(RedisStore::new(settings, clock.clone()).unwrap());
+    let store = Arc::new(RedisStore::new(settings(&redis), clock.clone()).unwrap());
     let gcra = gantry::policy::rate_limit::gcra::Gcra::new(10, Duration::from_secs(1), 4).unwrap();
-    let set = RateLimitSet {
-        route: Arc::from("r"),
-        before_auth: vec![limit(&store, &clock, LimitKind::Rate(gcra), "global")],
-        after_auth: Vec::new(),
-        policy_header: None,
-    };
+    let set = route(limit(&store, &clock, LimitKind::Rate(gcra), "global"));
     let headers = HeaderMap::new();
-    let ctx = KeyContext {
-        ip: [127, 0, 0, 1].into(),
-        route: "r",
-        headers: &headers,
-        identity: None,
-    };
+    let ctx = request(&headers);
     for _ in 0..4 {
         set.check(false, &ctx, &mut None).await.unwrap();
     }
@@ -372,6 +382,79 @@ async fn gcra_in_redis_admits_the_burst_and_refills_on_an_injected_clock() {
     clock.advance(Duration::from_millis(100));
     set.check(false, &ctx, &mut None).await.unwrap();
     assert!(set.check(false, &ctx, &mut None).await.is_err());
+}
+
+/// Two gateways share a bucket (rate 1/h, burst 3) and the second one's clock reads 1 ms less: a
+/// request stamped a little before one Redis has already counted (clock skew, or two concurrent
+/// requests reaching Redis in the other order). It must get the burst's last unit, judged at the
+/// newest time the key has seen, and no more is admitted than the burst and the rate allow.
+#[tokio::test]
+async fn a_request_stamped_before_one_already_counted_gets_the_last_unit_of_the_burst() {
+    let redis = RedisServer::start();
+    let front = FakeClock::at(1_796_000_000_001);
+    let behind = FakeClock::at(1_796_000_000_000);
+    let gcra =
+        gantry::policy::rate_limit::gcra::Gcra::new(1, Duration::from_secs(3600), 3).unwrap();
+    let gateway = |clock: &Arc<FakeClock>| {
+        let store = Arc::new(RedisStore::new(settings(&redis), clock.clone()).unwrap());
+        route(shared_limit(
+            &store,
+            clock,
+            LimitKind::Rate(gcra),
+            "global",
+            "shared",
+        ))
+    };
+    let (front_gw, behind_gw) = (gateway(&front), gateway(&behind));
+    let headers = HeaderMap::new();
+    let ctx = request(&headers);
+    for _ in 0..2 {
+        front_gw.check(false, &ctx, &mut None).await.unwrap();
+    }
+    let mut rate_headers = None;
+    behind_gw
+        .check(false, &ctx, &mut rate_headers)
+        .await
+        .expect("the third of a burst of 3, stamped 1 ms earlier, is admitted");
+    let value = rate_headers.unwrap()["ratelimit"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(value, "\"global\";r=0;t=10800");
+    assert!(front_gw.check(false, &ctx, &mut None).await.is_err());
+    assert!(behind_gw.check(false, &ctx, &mut None).await.is_err());
+    // One interval later exactly one more.
+    front.advance(Duration::from_secs(3600));
+    behind.advance(Duration::from_secs(3600));
+    front_gw.check(false, &ctx, &mut None).await.unwrap();
+    assert!(behind_gw.check(false, &ctx, &mut None).await.is_err());
+    assert!(front_gw.check(false, &ctx, &mut None).await.is_err());
+}
+
+/// The hybrid store's reconciliation (`charge`) and refunds stamped before a time the key has
+/// already seen count from that newest time too, like the check.
+#[tokio::test]
+async fn charges_and_refunds_stamped_earlier_count_from_the_newest_time_the_key_has_seen() {
+    use gantry::policy::rate_limit::redis::RedisOp;
+    const T: u64 = 3_600_000_000;
+    let redis = RedisServer::start();
+    let store = RedisStore::new(settings(&redis), FakeClock::at(0)).unwrap();
+    let newer = 1_796_000_000_001_000;
+    let older = newer - 1000;
+    let op = [RedisOp::Gcra("k".into(), T, 3 * T)];
+    let charge = |n: u64| [("k".to_owned(), T, 3 * T, n)];
+    // `check` answers how far ahead of now the TAT runs with this request: within 3T = admitted.
+    assert_eq!(store.check(&op, newer).await.unwrap(), [T]);
+    assert_eq!(store.check(&op, newer).await.unwrap(), [2 * T]);
+    // One unit left, also for a reconciliation stamped 1 ms earlier; charging it empties the bucket.
+    assert_eq!(store.charge(&charge(0), older).await.unwrap(), [1]);
+    assert_eq!(store.charge(&charge(1), older).await.unwrap(), [0]);
+    assert_eq!(store.check(&op, older).await.unwrap(), [4 * T], "refused");
+    // A refund stamped earlier gives back exactly one unit.
+    store.refund(&op, older).await;
+    assert_eq!(store.check(&op, older).await.unwrap(), [3 * T], "admitted");
+    assert_eq!(store.check(&op, newer).await.unwrap(), [4 * T], "refused");
+    assert_eq!(store.stats().failures, 0);
 }
 
 #[tokio::test]

@@ -5,6 +5,12 @@
 //! one, so nothing is lost), and only if that frees nothing drops the eighth of its entries that are
 //! closest to full. Those keys get a fresh bucket early: under a flood of distinct keys the limit
 //! errs towards admitting, never towards refusing unrelated clients. Evictions are counted.
+//!
+//! Time never goes backwards for a key, as in Redis: a request whose clock reading is older than
+//! one already applied to its key (read before a concurrent request took the lock, or before an
+//! earlier limit of the same request waited for Redis) is judged at the newer one; at its own it
+//! would see a TAT computed from a later time and be refused at the burst's last unit. Kept per
+//! key, not per shard, so a clock that jumps ahead and back freezes only the keys used meanwhile.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -19,10 +25,18 @@ const SHARDS: usize = 16;
 /// A map key: the first 16 bytes of a SHA-256 over the limit and the request's key values.
 pub type KeyHash = [u8; 16];
 
+/// One key's GCRA state (µs).
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tat: u64,
+    /// The newest time applied to this key.
+    at: u64,
+}
+
 /// GCRA state of one limit on this instance.
 #[derive(Debug)]
 pub struct LocalStore {
-    shards: Vec<Mutex<HashMap<KeyHash, u64>>>,
+    shards: Vec<Mutex<HashMap<KeyHash, Bucket>>>,
     max_per_shard: usize,
     evictions: AtomicU64,
 }
@@ -37,7 +51,7 @@ impl LocalStore {
         }
     }
 
-    fn shard(&self, key: &KeyHash) -> &Mutex<HashMap<KeyHash, u64>> {
+    fn shard(&self, key: &KeyHash) -> &Mutex<HashMap<KeyHash, Bucket>> {
         &self.shards[usize::from(key[0]) % SHARDS]
     }
 
@@ -48,13 +62,15 @@ impl LocalStore {
             .shard(key)
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let decision = gcra.check(map.get(key).copied(), now_us);
+        let bucket = map.get(key).copied();
+        let at = bucket.map_or(now_us, |b| b.at.max(now_us));
+        let decision = gcra.check(bucket.map(|b| b.tat), at);
         if let Decision::Allow { tat, .. } = decision {
-            if !map.contains_key(key) && map.len() >= self.max_per_shard {
+            if bucket.is_none() && map.len() >= self.max_per_shard {
                 let evicted = evict(&mut map, now_us, self.max_per_shard);
                 self.evictions.fetch_add(evicted, Ordering::Relaxed);
             }
-            map.insert(*key, tat);
+            map.insert(*key, Bucket { tat, at });
         }
         decision
     }
@@ -65,8 +81,9 @@ impl LocalStore {
             .shard(key)
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(tat) = map.get_mut(key) {
-            *tat = gcra.refund(*tat, now_us);
+        if let Some(bucket) = map.get_mut(key) {
+            bucket.at = bucket.at.max(now_us);
+            bucket.tat = gcra.refund(bucket.tat, bucket.at);
         }
     }
 
@@ -94,18 +111,18 @@ impl LocalStore {
 }
 
 /// Makes room in a full shard; returns how many live (not yet refilled) keys were dropped.
-fn evict(map: &mut HashMap<KeyHash, u64>, now_us: u64, max: usize) -> u64 {
-    map.retain(|_, tat| *tat > now_us);
+fn evict(map: &mut HashMap<KeyHash, Bucket>, now_us: u64, max: usize) -> u64 {
+    map.retain(|_, b| b.tat > now_us);
     if map.len() < max {
         return 0;
     }
     // Still full of live keys: drop the eighth with the earliest TAT (closest to a full bucket).
     let n = (map.len() / 8).max(1);
-    let mut tats: Vec<u64> = map.values().copied().collect();
+    let mut tats: Vec<u64> = map.values().map(|b| b.tat).collect();
     let (_, cut, _) = tats.select_nth_unstable(n - 1);
     let cut = *cut;
     let before = map.len();
-    map.retain(|_, tat| *tat > cut);
+    map.retain(|_, b| b.tat > cut);
     (before - map.len()) as u64
 }
 
@@ -137,6 +154,52 @@ mod tests {
         ));
         assert!(matches!(
             store.acquire(&gcra, &key(2), 0),
+            Decision::Allow { .. }
+        ));
+    }
+
+    #[test]
+    fn a_reading_older_than_one_already_applied_gets_the_last_unit_of_the_burst() {
+        let store = LocalStore::new(1000);
+        let gcra = Gcra::new(1, Duration::from_secs(3600), 3).unwrap();
+        let (newer, older) = (1_000_000, 999_000);
+        for _ in 0..2 {
+            assert!(matches!(
+                store.acquire(&gcra, &key(1), newer),
+                Decision::Allow { .. }
+            ));
+        }
+        assert!(matches!(
+            store.acquire(&gcra, &key(1), older),
+            Decision::Allow { remaining: 0, .. }
+        ));
+        assert!(matches!(
+            store.acquire(&gcra, &key(1), newer),
+            Decision::Deny { .. }
+        ));
+        // A refund stamped earlier gives back exactly one.
+        store.refund(&gcra, &key(1), older);
+        assert!(matches!(
+            store.acquire(&gcra, &key(1), older),
+            Decision::Allow { .. }
+        ));
+        assert!(matches!(
+            store.acquire(&gcra, &key(1), older),
+            Decision::Deny { .. }
+        ));
+        // Time is kept per key: a reading 10 h ahead on one key (a clock that jumped) does not
+        // stop another key of the same shard from refilling on the right time.
+        let hour = 3_600_000_000;
+        store.acquire(&gcra, &key(2), newer + 10 * hour);
+        for _ in 0..3 {
+            store.acquire(&gcra, &key(3), newer);
+        }
+        assert!(matches!(
+            store.acquire(&gcra, &key(3), newer),
+            Decision::Deny { .. }
+        ));
+        assert!(matches!(
+            store.acquire(&gcra, &key(3), newer + hour),
             Decision::Allow { .. }
         ));
     }

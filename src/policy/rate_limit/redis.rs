@@ -1,8 +1,8 @@
 //! The cluster-wide store: every check is one Lua script, run atomically by Redis in one round
 //! trip, over all of a request's Redis-backed limits at once (all-or-nothing: if one refuses,
-//! none is written). GCRA state is one integer key with a TTL; quotas are one counter per calendar
-//! window. The script is sent by SHA (`EVALSHA`) and loaded again when Redis answers `NOSCRIPT`
-//! (after a restart or `SCRIPT FLUSH`).
+//! none is written). GCRA state is one integer key with a TTL, plus the newest time applied to it
+//! (`KEY:now`); quotas are one counter per calendar window. The script is sent by SHA (`EVALSHA`)
+//! and loaded again when Redis answers `NOSCRIPT` (after a restart or `SCRIPT FLUSH`).
 //!
 //! Redis failing must never stall requests: `redis.timeout` bounds every call, and a breaker stops
 //! calling Redis for `breaker.open_for` after `breaker.failures` consecutive failures, so a dead
@@ -18,26 +18,56 @@ use tokio::sync::OnceCell;
 
 use crate::policy::clock::SharedClock;
 
+/// Lua shared by the scripts that touch GCRA keys: time never goes backwards for a key.
+/// `KEY:now` keeps the newest time applied to `KEY`, and a call stamped earlier (a gateway whose
+/// clock lags, or a concurrent request that reached Redis second) is judged at that time: at its
+/// own, it would see a TAT computed from a later time as further ahead than it is and be refused
+/// at the burst's last unit. The times applied to a key still only come from gateway clocks and
+/// now only increase, so a key admits at most `burst + (newest - first time) / T`, as before: this
+/// cannot over-admit. `KEY` stays a plain number, so instances still running the previous script
+/// (a rolling upgrade) read and write it as before. `KEY:now` is derived here rather than passed
+/// in `KEYS`, which one Redis (not Cluster) allows.
+macro_rules! gcra_state_lua {
+    () => {
+        r"
+local function load(key, now)
+  local state = redis.call('MGET', key, key .. ':now')
+  return tonumber(state[1] or '0'), math.max(now, tonumber(state[2] or '0'))
+end
+local function save(key, tat, now)
+  local ttl = math.floor((tat - now) / 1000) + 1000
+  redis.call('SET', key, string.format('%.0f', tat), 'PX', ttl)
+  redis.call('SET', key .. ':now', string.format('%.0f', now), 'PX', ttl)
+end
+"
+    };
+}
+
 /// The check, over `#KEYS` limits. `ARGV[1]` is now (µs, from the gateway's clock so tests can
 /// inject one); then per key three values: kind (`g` GCRA, `q` quota), and
 /// `g`: emission interval T, window B·T (µs); `q`: limit N, µs until the window ends.
-/// Returns one number per key: `g`: `max(tat, now) + T - now`; `q`: the count including this
-/// request. A key is admitted when its number is within its window/limit; only when all are, the
-/// new state is written.
-const SCRIPT: &str = r"
+/// Returns one number per key: `g`: `max(tat, now) + T - now`, with now the key's newest time
+/// (see [`gcra_state_lua`]); `q`: the count including this request. A key is admitted when its
+/// number is within its window/limit; only when all are, the new state is written.
+const SCRIPT: &str = concat!(
+    gcra_state_lua!(),
+    r"
 local now = tonumber(ARGV[1])
 local values = {}
+local at = {}
 local ok = true
 for i = 1, #KEYS do
   local kind = ARGV[3 * i - 1]
   local a = tonumber(ARGV[3 * i])
   local b = tonumber(ARGV[3 * i + 1])
-  local cur = tonumber(redis.call('GET', KEYS[i]) or '0')
   if kind == 'g' then
-    local ahead = math.max(cur, now) - now + a
+    local tat, t = load(KEYS[i], now)
+    local ahead = math.max(tat, t) - t + a
     values[i] = ahead
+    at[i] = t
     if ahead > b then ok = false end
   else
+    local cur = tonumber(redis.call('GET', KEYS[i]) or '0')
     values[i] = cur + 1
     if cur + 1 > a then ok = false end
   end
@@ -47,50 +77,56 @@ if ok then
     local kind = ARGV[3 * i - 1]
     local b = tonumber(ARGV[3 * i + 1])
     if kind == 'g' then
-      redis.call('SET', KEYS[i], string.format('%.0f', now + values[i]), 'PX', math.floor(values[i] / 1000) + 1000)
+      save(KEYS[i], at[i] + values[i], at[i])
     else
       redis.call('SET', KEYS[i], values[i], 'PX', math.floor(b / 1000) + 60000)
     end
   end
 end
 return values
-";
+"
+);
 
 /// Gives one request back to GCRA keys (another limit of the same request refused it).
-const REFUND: &str = r"
+const REFUND: &str = concat!(
+    gcra_state_lua!(),
+    r"
 local now = tonumber(ARGV[1])
 for i = 1, #KEYS do
   local t = tonumber(ARGV[i + 1])
-  local cur = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if cur > now then
-    local back = math.max(cur - t, now)
-    redis.call('SET', KEYS[i], string.format('%.0f', back), 'PX', math.floor((back - now) / 1000) + 1000)
+  local tat, at = load(KEYS[i], now)
+  if tat > at then
+    save(KEYS[i], math.max(tat - t, at), at)
   end
 end
 return 0
-";
+"
+);
 
 /// Charges GCRA keys with requests already admitted elsewhere (hybrid mode) and reports what is
 /// left. Per key: `ARGV`: T, window B·T, count n (µs). The TAT moves even past the window, so every
 /// instance sees an overdraft; returns, per key, the requests still admissible (>= 0).
-const CHARGE: &str = r"
+const CHARGE: &str = concat!(
+    gcra_state_lua!(),
+    r"
 local now = tonumber(ARGV[1])
 local out = {}
 for i = 1, #KEYS do
   local t = tonumber(ARGV[3 * i - 1])
   local w = tonumber(ARGV[3 * i])
   local n = tonumber(ARGV[3 * i + 1])
-  local cur = tonumber(redis.call('GET', KEYS[i]) or '0')
-  local tat = math.max(cur, now) + n * t
+  local cur, at = load(KEYS[i], now)
+  local tat = math.max(cur, at) + n * t
   if n > 0 then
-    redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', math.floor((tat - now) / 1000) + 1000)
+    save(KEYS[i], tat, at)
   end
-  local left = math.floor((now + w - tat) / t)
+  local left = math.floor((at + w - tat) / t)
   if left < 0 then left = 0 end
   out[i] = left
 end
 return out
-";
+"
+);
 
 /// One key of a check.
 #[derive(Debug, Clone)]
