@@ -376,12 +376,12 @@ async fn forward_with_retries(
         let in_flight = InFlightGuard::new(target.clone());
         record.tries = attempt;
         let try_started = Instant::now();
-        let outcome = match tokio::time::timeout(
-            try_timeout,
-            send(cluster, &target, Request::from_parts(parts, body)),
-        )
-        .await
-        {
+        // Pinned where it is built: the timeout holds a pointer, not a copy of the whole future.
+        let timed = {
+            let sending = std::pin::pin!(send(cluster, &target, Request::from_parts(parts, body)));
+            tokio::time::timeout(try_timeout, sending).await
+        };
+        let outcome = match timed {
             Err(_elapsed) => match client_failure(&failure) {
                 Some(err) => TryOutcome::Failed(err, FailureKind::Client),
                 None => TryOutcome::Failed(

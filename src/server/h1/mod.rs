@@ -36,6 +36,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Poll, ready};
 use std::time::Duration;
 
+use futures_util::FutureExt;
+use futures_util::future::Fuse;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use tokio::io::AsyncWrite;
@@ -107,13 +109,16 @@ pub async fn serve(
     io: BoxIo,
     state: Arc<EdgeState>,
     peer: Arc<Peer>,
-    mut drain: DrainWatch,
+    drain: DrainWatch,
     options: H1Options,
 ) -> Ended {
     let mut connection = Connection::new(io, options);
+    // One wait for the listener's shutdown for the whole connection, not one per request.
+    let mut watch = drain.clone();
+    let mut draining = pin!(async move { watch.draining().await }.fuse());
     let mut first = true;
     loop {
-        let head = match connection.wait_for_head(&mut drain, first).await {
+        let head = match connection.wait_for_head(draining.as_mut(), first).await {
             HeadWait::Head(head) => head,
             HeadWait::Closed | HeadWait::Draining => return Ended::Closed,
             HeadWait::Rejected(error) => {
@@ -124,7 +129,12 @@ pub async fn serve(
         };
         first = false;
         match connection
-            .exchange(head, &state, &peer, drain.is_draining())
+            .exchange(
+                head,
+                &state,
+                &peer,
+                drain.is_draining() || connection.draining,
+            )
             .await
         {
             Next::KeepAlive => {}
@@ -149,6 +159,8 @@ struct Connection {
     /// The head-read timer: armed once, pushed out lazily to `head_deadline` when it fires early.
     timer: Pin<Box<Sleep>>,
     head_deadline: Instant,
+    /// The listener is shutting down: no request after the one in flight.
+    draining: bool,
 }
 
 impl Connection {
@@ -162,14 +174,18 @@ impl Connection {
             options,
             timer: Box::pin(tokio::time::sleep_until(head_deadline)),
             head_deadline,
+            draining: false,
         }
     }
 
     /// Reads until a whole request head is in, the client leaves, the timer fires or the
     /// listener drains.
-    async fn wait_for_head(&mut self, drain: &mut DrainWatch, first: bool) -> HeadWait {
+    async fn wait_for_head<D: Future<Output = ()>>(
+        &mut self,
+        mut draining: Pin<&mut Fuse<D>>,
+        first: bool,
+    ) -> HeadWait {
         let mut deadline_set = false;
-        let mut draining = pin!(drain.draining());
         poll_fn(|cx| {
             loop {
                 let mut wire = lock(&self.wire);
@@ -196,7 +212,10 @@ impl Connection {
                 }
                 let idle = wire.read_buf.is_empty();
                 drop(wire);
-                if idle && draining.as_mut().poll(cx).is_ready() {
+                if draining.as_mut().poll(cx).is_ready() {
+                    self.draining = true;
+                }
+                if idle && self.draining {
                     return Poll::Ready(HeadWait::Draining);
                 }
                 if !deadline_set {
@@ -285,10 +304,9 @@ impl Connection {
                 .insert(H1UpgradeSlot(Arc::new(Mutex::new(Some(receiver)))));
             sender
         });
-        let Some(response) = self
-            .answer(edge::handle(Arc::clone(state), Arc::clone(peer), request))
-            .await
-        else {
+        // Pinned where it is built: the request's future is large, and is never moved.
+        let handling = pin!(edge::handle(Arc::clone(state), Arc::clone(peer), request));
+        let Some(response) = self.answer(handling).await else {
             // The client left before the answer: the request's future was dropped (cancelled).
             return Next::Close;
         };
@@ -309,8 +327,7 @@ impl Connection {
     }
 
     /// Runs the request's future; `None` when the client closed the connection first.
-    async fn answer<F: Future>(&mut self, future: F) -> Option<F::Output> {
-        let mut future = pin!(future);
+    async fn answer<F: Future>(&mut self, mut future: Pin<&mut F>) -> Option<F::Output> {
         let max_head = self.options.max_head;
         poll_fn(|cx| {
             if let Poll::Ready(output) = future.as_mut().poll(cx) {
@@ -479,6 +496,12 @@ impl Connection {
     /// After the answer: reads and discards what is left of the request body. `true`: the
     /// connection is at the start of the next request.
     async fn finish_request_body(&mut self) -> bool {
+        {
+            let wire = lock(&self.wire);
+            if wire.body.is_done() {
+                return !wire.broken && wire.io.is_some();
+            }
+        }
         let mut discarded = 0u64;
         let deadline = Instant::now() + self.options.header_read_timeout;
         let drained = tokio::time::timeout_at(
