@@ -138,3 +138,57 @@ async fn an_early_answer_reaches_a_client_that_is_still_uploading() {
     assert!(conn.wait_closed().await);
     assert_eq!(up.request_count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_heads_are_answered_logged_and_counted_by_reason() {
+    let up = Upstream::start("echo").await;
+    let yaml = format!(
+        "version: 1
+listeners: [{{ name: public, address: \"127.0.0.1:0\" }}]
+admin: {{ address: \"127.0.0.1:0\" }}
+server:
+  limits: {{ max_uri_bytes: 1KiB, max_header_bytes: 1KiB }}
+upstreams:
+  backend: {{ targets: [{{ url: \"{}\" }}] }}
+routes:
+  - {{ name: all, match: {{ path_prefix: / }}, upstream: backend }}
+",
+        up.url()
+    );
+    let gw = TestGateway::start_with(&yaml, &[]).await;
+    let long_target = format!("GET /{} HTTP/1.1\r\n", "u".repeat(64 * 1024));
+    let long_field = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(64 * 1024)
+    );
+    for (bytes, status) in [
+        (
+            "GET / HTTP/1.1\r\nHost: a\r\nBad Name: 1\r\n\r\n".to_owned(),
+            400,
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 2\r\n\r\n".to_owned(),
+            400,
+        ),
+        (long_target, 414),
+        (long_field, 431),
+    ] {
+        let raw = support::raw_request(gw.addr, bytes.as_bytes()).await;
+        assert_eq!(raw.statuses(), vec![status], "{}", raw.text());
+        assert_eq!(
+            raw.responses()[0].header("content-type"),
+            Some("application/problem+json")
+        );
+    }
+    let admin = gw.gateway().admin_addr().unwrap();
+    let (_, _, metrics) = support::get(&format!("http://{admin}/metrics")).await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    for line in [
+        "gantry_http1_heads_refused_total{listener=\"public\",reason=\"malformed-request\"} 2",
+        "gantry_http1_heads_refused_total{listener=\"public\",reason=\"uri-too-long\"} 1",
+        "gantry_http1_heads_refused_total{listener=\"public\",reason=\"headers-too-large\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line}\n{metrics}");
+    }
+    assert_eq!(up.request_count(), 0);
+}

@@ -64,6 +64,12 @@ struct ListenerLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HeadRefusedLabels {
+    listener: Arc<str>,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RateLimitLabels {
     route: Arc<str>,
     limit: Arc<str>,
@@ -113,6 +119,7 @@ pub struct Metrics {
     rate_limited: Family<RateLimitLabels, Counter>,
     h2_floods: Family<ListenerLabel, Counter>,
     connections_reclaimed: Family<ListenerLabel, Counter>,
+    heads_refused: Family<HeadRefusedLabels, Counter>,
     unmatched: Arc<RouteMetrics>,
     recent_errors: std::sync::Mutex<std::collections::VecDeque<RecentError>>,
 }
@@ -174,6 +181,7 @@ impl Metrics {
             rate_limited: Family::default(),
             h2_floods: Family::default(),
             connections_reclaimed: Family::default(),
+            heads_refused: Family::default(),
             unmatched,
             recent_errors: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(
                 RECENT_ERRORS,
@@ -216,6 +224,18 @@ impl Metrics {
             .get_or_create_owned(&ListenerLabel {
                 listener: Arc::clone(listener),
             })
+    }
+
+    /// Counts an HTTP/1.1 request head the server refused before the edge ran; `reason` is the
+    /// problem slug (`malformed-request`, `headers-too-large`, `uri-too-long`,
+    /// `request-head-timeout`).
+    pub fn head_refused(&self, listener: &Arc<str>, reason: &'static str) {
+        self.heads_refused
+            .get_or_create(&HeadRefusedLabels {
+                listener: Arc::clone(listener),
+                reason,
+            })
+            .inc();
     }
 
     /// Counts a rejected credential: `method` is the auth method (`jwt`, `api_key` …), `reason`
@@ -312,6 +332,11 @@ impl Metrics {
             "gantry_connections_reclaimed",
             "Connections closed at max_connections because they had not sent a byte, by listener.",
             self.connections_reclaimed.clone(),
+        );
+        registry.register(
+            "gantry_http1_heads_refused",
+            "HTTP/1.1 request heads refused before routing (malformed, too large, too slow), by listener and reason.",
+            self.heads_refused.clone(),
         );
     }
 }

@@ -201,7 +201,7 @@ fn spawn_tls_connection(conn: TlsConnection) {
         } else {
             let options = H1Options {
                 sniff_h2: false,
-                ..protocols.h1
+                ..protocols.h1.clone()
             };
             // Without the preface sniffing, the server never hands the stream on.
             let _ = h1::serve(Box::new(io), state, peer_info, watcher, options).await;
@@ -234,6 +234,7 @@ impl Protocols {
         Self {
             http1: settings.http1 || !settings.h2c,
             h1: H1Options {
+                listener: Arc::clone(&settings.name),
                 max_head: usize::try_from(head_room).unwrap_or(usize::MAX).max(8192),
                 limits: (limits.max_uri_bytes, limits.max_header_bytes),
                 header_read_timeout: limits.header_read_timeout.min(limits.idle_timeout),
@@ -261,7 +262,7 @@ async fn serve_cleartext(
         Arc::clone(&state),
         Arc::clone(&peer),
         watcher.clone(),
-        protocols.h1,
+        protocols.h1.clone(),
     )
     .await;
     if let h1::Ended::H2(io) = ended {

@@ -72,8 +72,10 @@ const LINGER: Duration = Duration::from_secs(1);
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Settings of one connection, from the listener and the current limits.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct H1Options {
+    /// The listener's name, for the metric of refused heads.
+    pub listener: Arc<str>,
     /// The largest request head (the configured URI and header limits, plus headroom so the edge
     /// can answer moderate excess with its own 414/431).
     pub max_head: usize,
@@ -122,6 +124,11 @@ pub async fn serve(
             HeadWait::Head(head) => head,
             HeadWait::Closed | HeadWait::Draining => return Ended::Closed,
             HeadWait::Rejected(error) => {
+                state
+                    .runtime
+                    .load()
+                    .metrics
+                    .head_refused(&connection.options.listener, error.slug());
                 connection.reject(error).await;
                 return Ended::Closed;
             }
@@ -197,11 +204,11 @@ impl Connection {
                                 return Poll::Ready(HeadWait::H2);
                             }
                         } else if let Some(parsed) =
-                            parse(&mut wire, &mut self.fields, self.options)
+                            parse(&mut wire, &mut self.fields, &self.options)
                         {
                             return Poll::Ready(parsed);
                         }
-                    } else if let Some(parsed) = parse(&mut wire, &mut self.fields, self.options) {
+                    } else if let Some(parsed) = parse(&mut wire, &mut self.fields, &self.options) {
                         return Poll::Ready(parsed);
                     }
                 }
@@ -576,7 +583,7 @@ impl Connection {
 }
 
 /// Parses the buffered bytes; `None`: the head is not all there yet.
-fn parse(wire: &mut Wire, fields: &mut Vec<head::Field>, options: H1Options) -> Option<HeadWait> {
+fn parse(wire: &mut Wire, fields: &mut Vec<head::Field>, options: &H1Options) -> Option<HeadWait> {
     let (max_uri, max_headers) = options.limits;
     match head::parse(&mut wire.read_buf, options.max_head, fields) {
         Ok(Some(head)) => Some(HeadWait::Head(head)),
