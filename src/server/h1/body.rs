@@ -15,7 +15,7 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
-use tokio::io::{AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use crate::http1::decode::{BodyDecoder, Decoded, Framing};
 use crate::server::incoming::BoxIo;
@@ -58,7 +58,8 @@ impl Wire {
     pub fn new(io: BoxIo, max_trailers: usize) -> Self {
         Self {
             io: Some(io),
-            read_buf: BytesMut::with_capacity(FIRST_READ),
+            // Allocated at the first read: an idle connection (or an idle flood) holds no buffer.
+            read_buf: BytesMut::new(),
             body: BodyDecoder::new(Framing::Empty),
             continue_left: None,
             responded: false,
@@ -86,6 +87,19 @@ impl Wire {
         let Some(io) = self.io.as_mut() else {
             return Poll::Ready(Ok(0));
         };
+        if self.read_buf.capacity() == 0 {
+            // A connection's first read goes through a small stack buffer: a connection that
+            // sends nothing (one of an idle flood) holds no heap buffer.
+            let mut first = [0u8; 1024];
+            let mut filled = ReadBuf::new(&mut first);
+            ready!(Pin::new(io).poll_read(cx, &mut filled))?;
+            let read = filled.filled().len();
+            if read > 0 {
+                self.read_buf.reserve(FIRST_READ);
+                self.read_buf.extend_from_slice(filled.filled());
+            }
+            return Poll::Ready(Ok(read));
+        }
         let size = self.read_size;
         if self.read_buf.capacity() - self.read_buf.len() < size / 2 {
             self.read_buf.reserve(size);

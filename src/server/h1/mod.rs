@@ -175,7 +175,7 @@ impl Connection {
         let head_deadline = Instant::now() + options.header_read_timeout;
         Self {
             wire: Arc::new(Mutex::new(Wire::new(io, options.max_head))),
-            out: Vec::with_capacity(1024),
+            out: Vec::new(),
             fields: Vec::new(),
             date: DateCache::new(),
             options,
