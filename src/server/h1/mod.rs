@@ -321,7 +321,9 @@ impl Connection {
         match self.respond(response, answering, upgrade).await {
             Ok(true) => {}
             Ok(false) | Err(_) => {
-                self.close(true).await;
+                // Linger only when upload bytes may still be on their way.
+                let unread = !lock(&self.wire).body.is_done();
+                self.close(unread).await;
                 return Next::Close;
             }
         }
