@@ -29,6 +29,7 @@ use crate::error::GatewayError;
 use crate::observe::access_log::AccessRecord;
 use crate::observe::metrics;
 use crate::observe::tracing::TraceContext;
+use crate::pipeline::fields::ClientFields;
 use crate::pipeline::headers::remove_hop_by_hop;
 use crate::runtime::{Route, ServerSettings};
 use crate::server::incoming::{ClientBody, ClientUpgrade};
@@ -63,6 +64,10 @@ pub struct ForwardRequest {
     pub client_ip: IpAddr,
     /// The client's side of a WebSocket upgrade, when the route allows it and it was asked for.
     pub client_upgrade: Option<ClientUpgrade>,
+    /// The request's trace: each try gets a child span in `traceparent`.
+    pub trace: TraceContext,
+    /// Which fields of interest the client's head carries.
+    pub fields: ClientFields,
 }
 
 /// A route's static stand-in answer (`routes[].fallback`).
@@ -95,6 +100,8 @@ pub async fn forward(
         host,
         client_ip,
         client_upgrade,
+        trace,
+        fields,
     } = request;
     let call = UpstreamCall {
         parts,
@@ -104,6 +111,8 @@ pub async fn forward(
         client_ip,
         client_upgrade,
         budget: None,
+        trace: Some(trace),
+        fields,
     };
     let result =
         forward_with_retries(cluster, call, settings, route.metrics.upstream(), record).await;
@@ -154,6 +163,11 @@ pub struct UpstreamCall {
     pub client_upgrade: Option<ClientUpgrade>,
     /// A shorter time budget than the upstream's `request` timeout (an aggregate's remaining time).
     pub budget: Option<Duration>,
+    /// The trace the call belongs to (passed along, not looked up in the request's extensions:
+    /// the extensions map costs an allocation per request).
+    pub trace: Option<TraceContext>,
+    /// Which fields of interest the head may carry ([`ClientFields::ALL`] when unknown).
+    pub fields: ClientFields,
 }
 
 /// The body of an upstream request.
@@ -229,6 +243,8 @@ async fn forward_with_retries(
         client_ip,
         client_upgrade,
         budget: budget_cap,
+        trace,
+        fields,
     } = call;
     if record.is_enabled() {
         record.upstream = Some(cluster.name.clone());
@@ -237,7 +253,9 @@ async fn forward_with_retries(
 
     let started = Instant::now();
     let mut budget = cluster.timeouts.request;
-    if let Some(value) = parts.headers.get(&GRPC_TIMEOUT) {
+    if fields.may_have(ClientFields::GRPC_TIMEOUT)
+        && let Some(value) = parts.headers.get(&GRPC_TIMEOUT)
+    {
         let client =
             parse_grpc_timeout(value.as_bytes()).ok_or(GatewayError::InvalidGrpcTimeout)?;
         budget = budget.min(client);
@@ -288,7 +306,7 @@ async fn forward_with_retries(
             failure.clone(),
         ))),
     };
-    let grpc = is_grpc(&parts.headers);
+    let grpc = fields.may_have(ClientFields::CONTENT_TYPE) && is_grpc(&parts.headers);
     // A buffered body from an aggregate's POST call is replayable but must not be retried either.
     let method_retryable = retry.allows_method(&parts.method);
     let websocket = client_upgrade.is_some();
@@ -297,10 +315,11 @@ async fn forward_with_retries(
         state.budget.deposit();
     }
 
-    let trace = parts.extensions.get::<TraceContext>().cloned();
     let mut template = Some(parts);
     let mut tried: Vec<Arc<Target>> = Vec::new();
     let mut attempt: u32 = 0;
+    // When the last try ended, if nothing (a backoff) came after it.
+    let mut finished: Option<Instant> = None;
     let result = loop {
         attempt += 1;
         // A try after the one that moved the head never happens (`may_retry` checks), but a
@@ -321,7 +340,13 @@ async fn forward_with_retries(
                 });
             }
         };
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        // The first try starts when the call did: one clock read fewer on every request.
+        let try_started = if attempt == 1 {
+            started
+        } else {
+            Instant::now()
+        };
+        let remaining = deadline.saturating_duration_since(try_started);
         if remaining.is_zero() {
             break Err(GatewayError::DeadlineExceeded {
                 upstream: upstream_name(),
@@ -357,11 +382,15 @@ async fn forward_with_retries(
             host.clone(),
             &path_and_query,
             websocket,
+            fields.may_have(ClientFields::EXPECT),
         )?;
         set_deadline_headers(&mut parts.headers, try_timeout, grpc);
         let try_span = trace.as_ref().map(|trace| {
             // Each try is its own span: the upstream sees a new parent id per try.
-            let span = trace.inject(&mut parts.headers);
+            let span = trace.inject(
+                &mut parts.headers,
+                fields.may_have(ClientFields::TRACESTATE),
+            );
             (
                 span,
                 trace
@@ -375,7 +404,6 @@ async fn forward_with_retries(
         }
         let in_flight = InFlightGuard::new(target.clone());
         record.tries = attempt;
-        let try_started = Instant::now();
         // Pinned where it is built: the timeout holds a pointer, not a copy of the whole future.
         let timed = {
             let sending = std::pin::pin!(send(cluster, &target, Request::from_parts(parts, body)));
@@ -405,6 +433,8 @@ async fn forward_with_retries(
             },
             Ok(Ok(response)) => TryOutcome::Response(response),
         };
+        let try_ended = Instant::now();
+        finished = Some(try_ended);
         if settings.metrics_enabled {
             let observed = match &outcome {
                 TryOutcome::Response(response) => {
@@ -420,7 +450,7 @@ async fn forward_with_retries(
                 &target.metric_label,
                 &target.try_metrics,
                 observed,
-                try_started.elapsed(),
+                try_ended.saturating_duration_since(try_started),
             );
         }
         if let (Some(trace), Some((span, Some(started)))) = (&trace, try_span)
@@ -480,7 +510,7 @@ async fn forward_with_retries(
             Duration::ZERO
         };
         // The budget is asked last: a retry that would not be made must not spend it.
-        if allowed && crate::upstream::clock::later(Instant::now(), backoff) < deadline {
+        if allowed && crate::upstream::clock::later(try_ended, backoff) < deadline {
             if state
                 .budget
                 .try_withdraw(retry.budget_ratio, retry.min_retries_per_second)
@@ -493,6 +523,7 @@ async fn forward_with_retries(
                 }
                 tried.push(target);
                 tokio::time::sleep(backoff).await;
+                finished = None;
                 continue;
             }
             if settings.metrics_enabled {
@@ -504,7 +535,9 @@ async fn forward_with_retries(
             TryOutcome::Response(response) => Ok((response, target, in_flight)),
         };
     };
-    record.upstream_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+    // A call that ends with a try's answer ends when that try did (no clock read of its own).
+    let finished = finished.unwrap_or_else(Instant::now);
+    record.upstream_ms = Some(finished.saturating_duration_since(started).as_secs_f64() * 1000.0);
     let mut shed_permit = shed_permit;
     if let Some(permit) = &mut shed_permit {
         let failed = match &result {
@@ -688,6 +721,7 @@ fn build_upstream_head(
     client_host: Option<HeaderValue>,
     path_and_query: &str,
     websocket: bool,
+    may_have_expect: bool,
 ) -> Result<(), GatewayError> {
     let authority = match cluster.host_header {
         HostHeader::Preserve => client_host.unwrap_or_else(|| target.authority_header.clone()),
@@ -695,7 +729,9 @@ fn build_upstream_head(
     };
     remove_hop_by_hop(&mut parts.headers, websocket);
     // Expect: 100-continue was answered by our own server side when the body was first read.
-    parts.headers.remove(header::EXPECT);
+    if may_have_expect {
+        parts.headers.remove(header::EXPECT);
+    }
     let bad_uri = |_| GatewayError::BadPath(crate::router::PathError::InvalidChar);
     match cluster.protocol {
         UpstreamProtocol::Http1 => {

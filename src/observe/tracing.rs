@@ -8,8 +8,9 @@
 //! says a vendor state without a valid parent means nothing). An oversized `tracestate`
 //! (over 512 bytes, the size the spec tells vendors they may rely on) is dropped too.
 //!
-//! The context is carried in the request's extensions, so handlers read it without any change to
-//! their signatures. Nothing here allocates for a request except the 55-byte header per try.
+//! The context is handed from the edge to the forwarding code with the request (not in its
+//! extensions: the extensions map would cost an allocation per request). Nothing here allocates
+//! for a request except the 55-byte header per try.
 
 use std::fmt;
 
@@ -36,14 +37,19 @@ impl fmt::Display for TraceId {
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
-/// Writes `bytes` as lowercase hex into `out` (twice as long) and returns it as text. Every
-/// request's `traceparent` is written this way: one table lookup per digit instead of a
-/// formatter call per byte (which cost ~10 % of a proxied request's instructions).
-fn hex_into<'a>(out: &'a mut [u8], bytes: &[u8]) -> &'a str {
+/// Writes `bytes` as lowercase hex into `out` (twice as long). Every request's `traceparent` is
+/// written this way: one table lookup per digit instead of a formatter call per byte (which cost
+/// ~10 % of a proxied request's instructions).
+fn hex_write(out: &mut [u8], bytes: &[u8]) {
     for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
         pair[0] = HEX_DIGITS[usize::from(byte >> 4)];
         pair[1] = HEX_DIGITS[usize::from(byte & 0x0f)];
     }
+}
+
+/// [`hex_write`], returned as text (for display; the header path skips the UTF-8 check).
+fn hex_into<'a>(out: &'a mut [u8], bytes: &[u8]) -> &'a str {
+    hex_write(out, bytes);
     // Only ASCII hex digits were written.
     std::str::from_utf8(out).unwrap_or("")
 }
@@ -80,7 +86,6 @@ impl TraceContext {
     /// The client's context when its `traceparent` is valid, else a new trace that is sampled
     /// with probability `sample_ratio` (parent-based: a client's decision is kept).
     pub fn from_headers(headers: &HeaderMap, sample_ratio: f64) -> Self {
-        let span = SpanId(nonzero_random());
         if let Some((trace_id, parent, sampled)) = headers
             .get(&TRACEPARENT)
             .and_then(|v| parse_traceparent(v.as_bytes()))
@@ -95,16 +100,21 @@ impl TraceContext {
             return Self {
                 trace_id,
                 parent: Some(parent),
-                span,
+                span: SpanId(nonzero_random()),
                 sampled,
                 tracestate,
                 exporter: None,
             };
         }
+        Self::new_trace(sample_ratio)
+    }
+
+    /// A new trace, for a request without a (valid) `traceparent`: sampled with `sample_ratio`.
+    pub fn new_trace(sample_ratio: f64) -> Self {
         Self {
             trace_id: TraceId(nonzero_random()),
             parent: None,
-            span,
+            span: SpanId(nonzero_random()),
             sampled: sample_ratio > 0.0 && super::random::unit() < sample_ratio,
             tracestate: None,
             exporter: None,
@@ -116,8 +126,8 @@ impl TraceContext {
         let span = SpanId(nonzero_random());
         // "00-" trace (32) "-" span (16) "-" flags (2): 55 bytes, built in place.
         let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
-        hex_into(&mut text[3..35], &self.trace_id.0);
-        hex_into(&mut text[36..52], &span.0);
+        hex_write(&mut text[3..35], &self.trace_id.0);
+        hex_write(&mut text[36..52], &span.0);
         if self.sampled {
             text[54] = b'1';
         }
@@ -128,12 +138,19 @@ impl TraceContext {
     }
 
     /// Replaces the client's trace headers with this trace's, for one upstream try.
-    pub fn inject(&self, headers: &mut HeaderMap) -> SpanId {
+    /// `may_have_tracestate`: the head may carry a `tracestate` (when not, no lookup removes it).
+    pub fn inject(&self, headers: &mut HeaderMap, may_have_tracestate: bool) -> SpanId {
         let (span, value) = self.child_traceparent();
         headers.insert(TRACEPARENT, value);
-        headers.remove(&TRACESTATE);
-        if let Some(state) = &self.tracestate {
-            headers.insert(TRACESTATE, state.clone());
+        // `insert` replaces every value the client sent.
+        match &self.tracestate {
+            Some(state) => {
+                headers.insert(TRACESTATE, state.clone());
+            }
+            None if may_have_tracestate => {
+                headers.remove(&TRACESTATE);
+            }
+            None => {}
         }
         span
     }
@@ -254,7 +271,7 @@ mod tests {
         assert_eq!(ctx.parent.unwrap().to_string(), "00f067aa0ba902b7");
         assert!(ctx.sampled, "the client's decision wins over the ratio");
         let mut upstream = HeaderMap::new();
-        let span = ctx.inject(&mut upstream);
+        let span = ctx.inject(&mut upstream, true);
         let sent = upstream[&TRACEPARENT].to_str().unwrap();
         assert_eq!(
             sent,

@@ -24,6 +24,7 @@ use futures_util::FutureExt;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, Version};
 
+use super::fields::ClientFields;
 use super::headers::{
     Peer, client_ip, is_trusted, is_websocket_upgrade, set_forwarding_headers,
     strip_gantry_headers, via_has_loop,
@@ -55,17 +56,19 @@ pub struct EdgeState {
     pub spans: Option<Arc<crate::observe::otlp::SpanExporter>>,
 }
 
-/// Handles one request; never fails (errors become responses).
+/// Handles one request; never fails (errors become responses). `fields` tells which fields of
+/// interest the head carries (see [`ClientFields`]).
 pub async fn handle(
     state: Arc<EdgeState>,
     peer: Arc<Peer>,
-    mut req: Request<ClientBody>,
+    req: Request<ClientBody>,
+    fields: ClientFields,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let runtime = state.runtime.load_full();
     let settings = &runtime.server;
     let request_id = request_id(req.headers(), &settings.request_id_header);
     let client = client_ip(peer.addr.ip(), req.headers(), &settings.trusted_proxies);
-    let grpc = is_grpc(req.headers());
+    let grpc = fields.may_have(ClientFields::CONTENT_TYPE) && is_grpc(req.headers());
     let uri = req.uri().clone();
     // Boxed once here: it ends in the response body, which moves many times (see `ResponseBody`).
     let mut record = Box::new(AccessRecord::new(
@@ -74,7 +77,12 @@ pub async fn handle(
         req.method().clone(),
         req.version(),
     ));
-    let mut trace = TraceContext::from_headers(req.headers(), runtime.server.trace_sample_ratio);
+    let sample_ratio = runtime.server.trace_sample_ratio;
+    let mut trace = if fields.may_have(ClientFields::TRACEPARENT) {
+        TraceContext::from_headers(req.headers(), sample_ratio)
+    } else {
+        TraceContext::new_trace(sample_ratio)
+    };
     let trace_id = trace.trace_id;
     record.trace_id = Some(trace_id);
     if trace.sampled {
@@ -84,7 +92,6 @@ pub async fn handle(
             record.trace = Some(trace.clone());
         }
     }
-    req.extensions_mut().insert(trace);
     if settings.metrics_enabled {
         record.observation = Some(RequestObservation::start(
             Arc::clone(runtime.metrics.unmatched()),
@@ -104,7 +111,8 @@ pub async fn handle(
     let routed = AssertUnwindSafe(route_and_forward(
         &runtime,
         &peer,
-        req,
+        (req, fields),
+        trace,
         &request_id,
         &mut record,
         (&mut cors_headers, &mut rate_headers),
@@ -166,7 +174,8 @@ pub async fn handle(
 async fn route_and_forward(
     runtime: &Runtime,
     peer: &Peer,
-    mut req: Request<ClientBody>,
+    (mut req, fields): (Request<ClientBody>, ClientFields),
+    trace: TraceContext,
     request_id: &HeaderValue,
     record: &mut AccessRecord,
     (cors_headers, rate_headers): (&mut Option<HeaderMap>, &mut Option<HeaderMap>),
@@ -174,13 +183,15 @@ async fn route_and_forward(
     let settings = &runtime.server;
     let limits = &settings.limits;
     check_head_limits(&req, limits.max_uri_bytes, limits.max_header_bytes)?;
-    super::framing::check_transfer_encoding(req.headers())?;
+    if fields.may_have(ClientFields::TRANSFER_ENCODING) {
+        super::framing::check_transfer_encoding(req.headers())?;
+    }
     super::underscore::apply(req.headers_mut(), settings.headers_with_underscores)?;
     if let Some(rules) = &runtime.security.global_ip {
         rules.check(record.client_ip)?;
     }
     let host = request_host(&req)?;
-    if via_has_loop(req.headers(), &settings.via_name) {
+    if fields.may_have(ClientFields::VIA) && via_has_loop(req.headers(), &settings.via_name) {
         return Err(GatewayError::LoopDetected);
     }
     let path = normalize_path(req.uri().path())?;
@@ -253,7 +264,8 @@ async fn route_and_forward(
             }
         }
     }
-    if let Some(length) = content_length(req.headers())
+    if fields.may_have(ClientFields::CONTENT_LENGTH)
+        && let Some(length) = content_length(req.headers())
         && length > limits.max_body_bytes
     {
         return Err(GatewayError::PayloadTooLarge {
@@ -305,7 +317,14 @@ async fn route_and_forward(
         auth.decorate(&runtime.security, headers, identity);
     }
     let trusted_peer = is_trusted(peer.addr.ip(), &settings.trusted_proxies);
-    set_forwarding_headers(headers, peer, client, host.as_ref(), trusted_peer);
+    set_forwarding_headers(
+        headers,
+        peer,
+        client,
+        host.as_ref(),
+        trusted_peer,
+        fields.may_have(ClientFields::FORWARDED),
+    );
     headers.append(header::VIA, settings.via_entry.clone());
     headers.insert(settings.request_id_header.clone(), request_id.clone());
 
@@ -316,6 +335,7 @@ async fn route_and_forward(
             params,
             host,
             client_ip: client,
+            trace,
         };
         return crate::handler::aggregate::aggregate(
             aggregate,
@@ -334,6 +354,8 @@ async fn route_and_forward(
             host,
             client_ip: client,
             client_upgrade,
+            trace,
+            fields,
         },
         settings,
         record,

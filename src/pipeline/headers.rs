@@ -202,12 +202,14 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
 
 /// Sets `X-Forwarded-For/-Proto/-Host`, `X-Real-IP` and `Forwarded` for the upstream. From an
 /// untrusted peer they are replaced (never appended to); from a trusted one the chain is extended.
+/// `may_have_forwarded`: the client's head may carry `Forwarded` (when not, no lookup removes it).
 pub fn set_forwarding_headers(
     headers: &mut HeaderMap,
     peer: &Peer,
     client_ip: IpAddr,
     host: Option<&HeaderValue>,
     trusted_peer: bool,
+    may_have_forwarded: bool,
 ) {
     let (xff, xfp, xfh, real_ip) = (
         X_FORWARDED_FOR,
@@ -252,7 +254,9 @@ pub fn set_forwarding_headers(
                 headers.remove(&xfh);
             }
         }
-        headers.remove(header::FORWARDED);
+        if may_have_forwarded {
+            headers.remove(header::FORWARDED);
+        }
     }
 }
 

@@ -31,6 +31,7 @@ use super::incoming::{ClientBody, Io};
 use super::reclaim;
 use super::tls::ListenerTls;
 use crate::pipeline::edge::{self, EdgeState};
+use crate::pipeline::fields::ClientFields;
 use crate::pipeline::headers::Peer;
 use crate::runtime::{Limits, ListenerSettings};
 
@@ -280,10 +281,12 @@ async fn serve_h2<I: Io>(
     mut watcher: DrainWatch,
 ) {
     let service = service_fn(move |req: http::Request<Incoming>| {
+        let fields_seen = ClientFields::scan(req.headers());
         edge::handle(
             Arc::clone(&state),
             Arc::clone(&peer),
             req.map(ClientBody::H2),
+            fields_seen,
         )
     });
     let mut connection = pin!(builder.serve_connection(TokioIo::new(io), service));

@@ -32,6 +32,8 @@ use super::forward::{OutgoingBody, UpstreamCall, forward_to_cluster};
 use crate::error::GatewayError;
 use crate::observe::access_log::AccessRecord;
 use crate::observe::metrics::UpstreamMetrics;
+use crate::observe::tracing::TraceContext;
+use crate::pipeline::fields::ClientFields;
 use crate::runtime::ServerSettings;
 use crate::server::incoming::ClientBody;
 use crate::upstream::cluster::UpstreamCluster;
@@ -99,6 +101,8 @@ pub struct AggregateRequest {
     pub host: Option<HeaderValue>,
     /// Client IP.
     pub client_ip: IpAddr,
+    /// The request's trace: every call is a child span of it.
+    pub trace: TraceContext,
 }
 
 /// Why one call has no answer.
@@ -165,6 +169,7 @@ pub async fn aggregate(
         params,
         host,
         client_ip,
+        trace,
     } = request;
     let client_body = if agg.calls.iter().any(|c| c.forward_body) {
         read_client_body(body, settings.limits.max_body_bytes, deadline, agg.budget).await?
@@ -222,6 +227,7 @@ pub async fn aggregate(
                     Bytes::new()
                 };
                 let host = host.clone();
+                let trace = trace.clone();
                 running.push(async move {
                     let outcome = run_call(
                         call,
@@ -233,6 +239,9 @@ pub async fn aggregate(
                             client_ip,
                             client_upgrade: None,
                             budget: Some(budget),
+                            trace: Some(trace),
+                            // The call's head is Gantry's copy, changed above: every lookup runs.
+                            fields: ClientFields::ALL,
                         },
                         budget,
                         agg.max_body_bytes,

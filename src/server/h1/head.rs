@@ -16,6 +16,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri, Version};
 
 use crate::http1::decode::Framing;
+use crate::pipeline::fields::ClientFields;
 
 /// Field lines a request head may have (as hyper allowed); more is a 431.
 pub const MAX_FIELDS: usize = 100;
@@ -34,6 +35,8 @@ pub struct RequestHead {
     pub upgrade: bool,
     /// `TE: trailers`: the client takes trailer fields after a chunked body.
     pub accepts_trailers: bool,
+    /// Which fields the edge asks about are in the head.
+    pub fields_seen: ClientFields,
 }
 
 /// Why a head was refused.
@@ -137,11 +140,13 @@ fn build(
     let mut upgrade_token = false;
     let mut expect_continue = false;
     let mut accepts_trailers = false;
+    let mut fields_seen = ClientFields::NONE;
     for field in fields {
         let name = HeaderName::from_bytes(&head[field.name.0..field.name.1])
             .map_err(|_| HeadError::Invalid("invalid field name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(field.value.0..field.value.1))
             .map_err(|_| HeadError::Invalid("invalid field value"))?;
+        fields_seen = fields_seen | ClientFields::of(&name);
         if name == header::CONTENT_LENGTH {
             let parsed = parse_length(value.as_bytes())?;
             if length.is_some_and(|seen| seen != parsed) {
@@ -216,6 +221,7 @@ fn build(
         expect_continue: expect_continue && version == Version::HTTP_11,
         upgrade,
         accepts_trailers,
+        fields_seen,
     })
 }
 

@@ -291,6 +291,7 @@ impl Connection {
             expect_continue,
             upgrade,
             accepts_trailers,
+            fields_seen,
         } = head;
         lock(&self.wire).start_request(framing, expect_continue);
         let answering = Answering {
@@ -312,7 +313,12 @@ impl Connection {
             sender
         });
         // Pinned where it is built: the request's future is large, and is never moved.
-        let handling = pin!(edge::handle(Arc::clone(state), Arc::clone(peer), request));
+        let handling = pin!(edge::handle(
+            Arc::clone(state),
+            Arc::clone(peer),
+            request,
+            fields_seen
+        ));
         let Some(response) = self.answer(handling).await else {
             // The client left before the answer: the request's future was dropped (cancelled).
             return Next::Close;
