@@ -382,7 +382,7 @@ async fn forward_with_retries(
             host.clone(),
             &path_and_query,
             websocket,
-            fields.may_have(ClientFields::EXPECT),
+            fields,
         )?;
         set_deadline_headers(&mut parts.headers, try_timeout, grpc);
         let try_span = trace.as_ref().map(|trace| {
@@ -721,15 +721,18 @@ fn build_upstream_head(
     client_host: Option<HeaderValue>,
     path_and_query: &str,
     websocket: bool,
-    may_have_expect: bool,
+    fields: ClientFields,
 ) -> Result<(), GatewayError> {
     let authority = match cluster.host_header {
         HostHeader::Preserve => client_host.unwrap_or_else(|| target.authority_header.clone()),
         HostHeader::Target => target.authority_header.clone(),
     };
-    remove_hop_by_hop(&mut parts.headers, websocket);
+    // Nothing on the way adds a hop-by-hop field: a head that had none needs no scan.
+    if websocket || fields.may_have(ClientFields::HOP_BY_HOP | ClientFields::TRANSFER_ENCODING) {
+        remove_hop_by_hop(&mut parts.headers, websocket);
+    }
     // Expect: 100-continue was answered by our own server side when the body was first read.
-    if may_have_expect {
+    if fields.may_have(ClientFields::EXPECT) {
         parts.headers.remove(header::EXPECT);
     }
     let bad_uri = |_| GatewayError::BadPath(crate::router::PathError::InvalidChar);

@@ -309,7 +309,9 @@ async fn route_and_forward(
     let headers = &mut parts.headers;
     // Room for the forwarding headers, `Via` and the request id: one growth, not several.
     headers.reserve(6);
-    strip_gantry_headers(headers);
+    if fields.may_have(ClientFields::GANTRY) {
+        strip_gantry_headers(headers);
+    }
     if let Some(subject) = &peer.client_cert_subject {
         headers.insert(CLIENT_CERT_SUBJECT, subject.clone());
     }

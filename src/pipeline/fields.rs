@@ -12,7 +12,7 @@
 
 use std::ops::BitOr;
 
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{HeaderMap, HeaderName};
 
 /// A set of the client fields the request path asks about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,27 +42,34 @@ impl ClientFields {
     /// `grpc-timeout`.
     pub const GRPC_TIMEOUT: Self = Self(1 << 8);
 
+    /// A hop-by-hop field (RFC 9110 §7.6.1): `Connection`, `Keep-Alive`, `Proxy-Connection`,
+    /// `Proxy-Authenticate`, `Proxy-Authorization`, `TE`, `Upgrade`.
+    pub const HOP_BY_HOP: Self = Self(1 << 9);
+    /// A `Gantry-*` field (only Gantry may set those upstream).
+    pub const GANTRY: Self = Self(1 << 10);
+
     /// The member `name` stands for (`NONE` for names the request path does not ask about).
+    /// One match on the (lowercase) name: a length switch and a compare or two per field.
     pub fn of(name: &HeaderName) -> Self {
-        if name == header::TRANSFER_ENCODING {
-            Self::TRANSFER_ENCODING
-        } else if name == header::CONTENT_LENGTH {
-            Self::CONTENT_LENGTH
-        } else if name == header::CONTENT_TYPE {
-            Self::CONTENT_TYPE
-        } else if name == header::EXPECT {
-            Self::EXPECT
-        } else if name == header::VIA {
-            Self::VIA
-        } else if name == header::FORWARDED {
-            Self::FORWARDED
-        } else {
-            match name.as_str() {
-                "traceparent" => Self::TRACEPARENT,
-                "tracestate" => Self::TRACESTATE,
-                "grpc-timeout" => Self::GRPC_TIMEOUT,
-                _ => Self::NONE,
-            }
+        match name.as_str() {
+            "transfer-encoding" => Self::TRANSFER_ENCODING,
+            "content-length" => Self::CONTENT_LENGTH,
+            "content-type" => Self::CONTENT_TYPE,
+            "expect" => Self::EXPECT,
+            "via" => Self::VIA,
+            "forwarded" => Self::FORWARDED,
+            "traceparent" => Self::TRACEPARENT,
+            "tracestate" => Self::TRACESTATE,
+            "grpc-timeout" => Self::GRPC_TIMEOUT,
+            "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "upgrade" => Self::HOP_BY_HOP,
+            other if other.starts_with("gantry-") => Self::GANTRY,
+            _ => Self::NONE,
         }
     }
 
@@ -95,12 +102,15 @@ mod tests {
     #[test]
     fn scan_finds_exactly_the_fields_present() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_static("a"));
+        headers.insert(http::header::HOST, HeaderValue::from_static("a"));
         headers.insert("x-other", HeaderValue::from_static("b"));
         assert_eq!(ClientFields::scan(&headers), ClientFields::NONE);
 
         headers.insert("Traceparent", HeaderValue::from_static("c"));
-        headers.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
+        headers.insert(
+            http::header::EXPECT,
+            HeaderValue::from_static("100-continue"),
+        );
         let seen = ClientFields::scan(&headers);
         assert!(seen.may_have(ClientFields::TRACEPARENT));
         assert!(seen.may_have(ClientFields::EXPECT));
@@ -120,6 +130,15 @@ mod tests {
             ("traceparent", ClientFields::TRACEPARENT),
             ("tracestate", ClientFields::TRACESTATE),
             ("grpc-timeout", ClientFields::GRPC_TIMEOUT),
+            ("connection", ClientFields::HOP_BY_HOP),
+            ("keep-alive", ClientFields::HOP_BY_HOP),
+            ("proxy-connection", ClientFields::HOP_BY_HOP),
+            ("proxy-authenticate", ClientFields::HOP_BY_HOP),
+            ("proxy-authorization", ClientFields::HOP_BY_HOP),
+            ("te", ClientFields::HOP_BY_HOP),
+            ("upgrade", ClientFields::HOP_BY_HOP),
+            ("gantry-consumer", ClientFields::GANTRY),
+            ("x-gantry-consumer", ClientFields::NONE),
         ];
         for (name, member) in names {
             let parsed = HeaderName::from_bytes(name.to_ascii_uppercase().as_bytes()).unwrap();

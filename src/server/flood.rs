@@ -78,6 +78,11 @@ impl FrameCursor {
         !matches!(self.0, Cursor::Preface(_) | Cursor::Off)
     }
 
+    /// Not HTTP/2: there is nothing more to look at (the common HTTP/1.1 connection).
+    fn is_off(&self) -> bool {
+        matches!(self.0, Cursor::Off)
+    }
+
     /// Advances over `bytes`, calling `on_frame` for each completed frame header.
     fn advance(&mut self, mut bytes: &[u8], mut on_frame: impl FnMut(FrameHead)) {
         while !bytes.is_empty() {
@@ -231,6 +236,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for FloodGuard<S> {
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = result
             && buf.filled().len() > before
+            && !this.inbound.is_off()
             && this.inspect(&buf.filled()[before..], Instant::now())
         {
             this.tripped = true;

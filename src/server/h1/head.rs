@@ -11,6 +11,8 @@
 //! - `Transfer-Encoding` and `Content-Length` together: framed by chunked, the length dropped, the
 //!   connection closed after the response.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri, Version};
@@ -64,9 +66,16 @@ pub fn parse(
     max_head: usize,
     fields: &mut Vec<Field>,
 ) -> Result<Option<RequestHead>, HeadError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut request = httparse::Request::new(&mut slots);
-    let (len, method, target, version) = match request.parse(buf) {
+    // Uninitialised slots: zeroing 100 of them (3.2 KB) on every request costs more than the
+    // parse of a small head.
+    let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_FIELDS];
+    let mut request = httparse::Request::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_request_with_uninit_headers(
+        &mut request,
+        buf,
+        &mut slots,
+    );
+    let (len, method, target, version) = match parsed {
         Ok(httparse::Status::Complete(len)) => {
             let start = buf.as_ptr() as usize;
             let offset = |bytes: &[u8]| {
