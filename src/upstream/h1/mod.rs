@@ -177,11 +177,12 @@ impl H1Connection {
         };
         // An answer before the whole body was sent: the upstream will not read the rest.
         let keep_alive = head.keep_alive && writer.finished() && write_error.is_none();
+        let clean = head.clean;
         let (response_parts, framing) = head.into_parts();
         self.reused = true;
         Ok(Response::from_parts(
             response_parts,
-            H1Body::new(self, framing, keep_alive),
+            H1Body::new(self, framing, keep_alive, clean),
         ))
     }
 
