@@ -574,3 +574,37 @@ fn a_101_keeps_every_field_for_the_upgrade_to_decide() {
     assert_eq!(parts.headers.len(), 4);
     assert_eq!(parts.headers["keep-alive"], "timeout=5");
 }
+
+#[tokio::test]
+async fn a_reused_connection_writes_each_head_whole_and_alone() {
+    let (connection, mut server) = pair().await;
+    let mut connection = Some(connection);
+    // A small head, a head larger than the buffer a connection keeps, then a small one again.
+    let big = "b".repeat(10 * 1024);
+    for (path, filler) in [("/first", "a"), ("/second", big.as_str()), ("/third", "c")] {
+        let mut request = get(path);
+        request
+            .headers_mut()
+            .insert("x-filler", filler.parse().unwrap());
+        let server_side = async {
+            let head = read_request(&mut server, 0).await;
+            server
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+            head
+        };
+        let (sent, head) = tokio::join!(connection.take().unwrap().send(request), server_side);
+        let expected =
+            format!("GET {path} HTTP/1.1\r\nhost: upstream\r\nx-filler: {filler}\r\n\r\n");
+        assert_eq!(head, expected);
+        let mut body = sent.ok().unwrap().into_body();
+        assert_eq!(
+            body.frame().await.unwrap().unwrap().into_data().unwrap(),
+            "ok"
+        );
+        assert!(body.frame().await.is_none());
+        connection = body.take_connection();
+        assert!(connection.is_some(), "{path}");
+    }
+}
