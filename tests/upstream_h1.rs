@@ -5,12 +5,25 @@
 mod support;
 
 use http::Request;
-use support::{RawConn, RawUpstream, TestGateway, empty, http1_client};
+use support::{Collected, RawConn, RawUpstream, TestClient, TestGateway, empty, http1_client};
 
 const CATCH_ALL: &str = "  - { name: all, match: { path_prefix: / }, upstream: backend }";
 
 async fn gateway_to(upstream: &RawUpstream) -> TestGateway {
     TestGateway::simple(&upstream.url(), "", CATCH_ALL, "").await
+}
+
+/// `GET /` through `gw`.
+async fn get_root(client: &TestClient, gw: &TestGateway) -> Collected {
+    client
+        .fetch(Request::get(gw.url("/")).body(empty()).unwrap())
+        .await
+}
+
+/// A gateway whose route `/ws` allows WebSocket upgrades to `upstream`.
+async fn websocket_gateway_to(upstream: &RawUpstream) -> TestGateway {
+    let route = "  - { name: chat, match: { path: /ws }, upstream: backend, websocket: true }";
+    TestGateway::simple(&upstream.url(), "", route, "").await
 }
 
 #[tokio::test]
@@ -29,9 +42,7 @@ async fn connections_the_upstream_closes_after_each_answer_are_replaced_without_
     let gw = gateway_to(&upstream).await;
     let client = http1_client();
     for _ in 0..5 {
-        let response = client
-            .fetch(Request::get(gw.url("/")).body(empty()).unwrap())
-            .await;
+        let response = get_root(&client, &gw).await;
         assert_eq!(response.status, 200, "{}", response.text());
         assert_eq!(response.text(), "ok");
     }
@@ -40,14 +51,9 @@ async fn connections_the_upstream_closes_after_each_answer_are_replaced_without_
 
 #[tokio::test]
 async fn an_answer_before_the_whole_body_is_passed_on_and_its_connection_not_reused() {
-    let upstream = RawUpstream::start(|mut conn| async move {
-        if conn.read_request_head().await.is_some() {
-            let _ = conn
-                .write(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 4\r\n\r\nbig!")
-                .await;
-            conn.read_to_close().await;
-        }
-    })
+    let upstream = RawUpstream::answer_head_then_hold(
+        b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 4\r\n\r\nbig!",
+    )
     .await;
     let gw = gateway_to(&upstream).await;
     // The client announces a megabyte and sends a kilobyte: the upstream answers at once.
@@ -79,9 +85,7 @@ async fn a_response_with_both_lengths_is_read_as_chunked_and_its_connection_reti
     let gw = gateway_to(&upstream).await;
     let client = http1_client();
     for _ in 0..2 {
-        let response = client
-            .fetch(Request::get(gw.url("/")).body(empty()).unwrap())
-            .await;
+        let response = get_root(&client, &gw).await;
         assert_eq!(response.status, 200);
         assert_eq!(response.text(), "hello");
     }
@@ -96,9 +100,7 @@ async fn conflicting_lengths_and_unasked_protocol_switches_are_a_bad_gateway() {
     ] {
         let upstream = RawUpstream::respond_with(answer).await;
         let gw = gateway_to(&upstream).await;
-        let response = http1_client()
-            .fetch(Request::get(gw.url("/")).body(empty()).unwrap())
-            .await;
+        let response = get_root(&http1_client(), &gw).await;
         assert_eq!(response.status, 502, "{answer}");
         assert_eq!(
             response.json()["type"],
@@ -165,9 +167,7 @@ routes:
         upstream.url()
     );
     let gw = TestGateway::start_with(&yaml, &[]).await;
-    let response = http1_client()
-        .fetch(Request::get(gw.url("/")).body(empty()).unwrap())
-        .await;
+    let response = get_root(&http1_client(), &gw).await;
     assert_eq!(response.text(), "ok");
     gw.wait_for_upstream("svc", "one idle connection", |svc| {
         svc["targets"][0]["idle_connections"] == 1
@@ -211,13 +211,7 @@ async fn bytes_an_upstream_sends_right_after_its_101_reach_the_websocket_client(
         conn.read_to_close().await;
     })
     .await;
-    let gw = TestGateway::simple(
-        &upstream.url(),
-        "",
-        "  - { name: chat, match: { path: /ws }, upstream: backend, websocket: true }",
-        "",
-    )
-    .await;
+    let gw = websocket_gateway_to(&upstream).await;
     let mut ws = support::client::ws_connect(&format!("ws://{}/ws", gw.addr)).await;
     let greeting = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
         .await
@@ -225,4 +219,88 @@ async fn bytes_an_upstream_sends_right_after_its_101_reach_the_websocket_client(
         .expect("a frame")
         .expect("a valid frame");
     assert_eq!(greeting.into_text().unwrap().as_str(), "hello");
+}
+
+#[tokio::test]
+async fn hop_by_hop_fields_of_any_spelling_never_reach_the_client() {
+    // (answer, whether its connection is reused)
+    let answers = [
+        // Spellings no table holds take the general path, framing included.
+        (
+            "HTTP/1.1 200 OK\r\nCONTENT-length: 5\r\nKEEP-ALIVE: timeout=5\r\n\
+             Proxy-Connection: keep-alive\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\
+             X-Kept: yes\r\n\r\nhello",
+            true,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nCONNECTION: close\r\nX-Kept: yes\r\n\r\nhello",
+            false,
+        ),
+        // A field named in `Connection`, before it.
+        (
+            "HTTP/1.1 200 OK\r\nX-Secret: 1\r\nConnection: keep-alive, X-Secret\r\n\
+             Keep-Alive: timeout=5\r\nContent-Length: 5\r\nX-Kept: yes\r\n\r\nhello",
+            true,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nGantry-Fallback: true\r\n\
+             Proxy-Authenticate: Basic\r\nx-kept: yes\r\n\r\nhello",
+            true,
+        ),
+    ];
+    for (answer, reused) in answers {
+        let upstream = RawUpstream::respond_with(answer).await;
+        let gw = gateway_to(&upstream).await;
+        let client = http1_client();
+        for _ in 0..2 {
+            let response = get_root(&client, &gw).await;
+            assert_eq!(response.status, 200, "{answer}");
+            assert_eq!(response.text(), "hello", "{answer}");
+            assert_eq!(response.headers["x-kept"], "yes", "{answer}");
+            assert_eq!(response.headers["via"], "1.1 gantry", "{answer}");
+            for gone in [
+                "connection",
+                "keep-alive",
+                "proxy-connection",
+                "proxy-authenticate",
+                "upgrade",
+                "x-secret",
+                "gantry-fallback",
+            ] {
+                assert!(
+                    response.headers.get(gone).is_none(),
+                    "{gone} reached the client: {answer}"
+                );
+            }
+        }
+        let expected = if reused { 1 } else { 2 };
+        assert_eq!(upstream.connection_count(), expected, "{answer}");
+    }
+}
+
+#[tokio::test]
+async fn a_101_keeps_its_upgrade_and_loses_its_other_hop_by_hop_fields() {
+    let upstream = RawUpstream::answer_head_then_hold(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+          Connection: Upgrade, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\n\
+          Proxy-Connection: keep-alive\r\nSec-WebSocket-Accept: abc\r\nX-Kept: yes\r\n\r\n",
+    )
+    .await;
+    let gw = websocket_gateway_to(&upstream).await;
+    let mut client = RawConn::connect(gw.addr).await;
+    client
+        .send(
+            b"GET /ws HTTP/1.1\r\nhost: a.example\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+              sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let response = client.read_head_response().await.expect("an answer");
+    assert_eq!(response.status, 101);
+    assert_eq!(response.header("upgrade"), Some("websocket"));
+    assert_eq!(response.header_all("connection"), ["upgrade"]);
+    assert_eq!(response.header("x-kept"), Some("yes"));
+    for gone in ["keep-alive", "x-secret", "proxy-connection"] {
+        assert!(response.header(gone).is_none(), "{gone} reached the client");
+    }
 }

@@ -566,9 +566,11 @@ fn finish_response(
 ) -> Result<Response<ResponseBody>, GatewayError> {
     let websocket = client_upgrade.is_some();
     let upgraded = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    remove_hop_by_hop(response.headers_mut(), upgraded && websocket);
-    // Only Gantry says an answer is a fallback; an upstream's claim would mislead clients.
-    response.headers_mut().remove(FALLBACK_HEADER);
+    if !hygiene_done(&response) {
+        remove_hop_by_hop(response.headers_mut(), upgraded && websocket);
+        // Only Gantry says an answer is a fallback; an upstream's claim would mislead clients.
+        response.headers_mut().remove(FALLBACK_HEADER);
+    }
     response
         .headers_mut()
         .append(header::VIA, settings.via_entry.clone());
@@ -610,6 +612,16 @@ fn finish_response(
         parts,
         ResponseBody::upstream(incoming, cluster.timeouts.idle, Some(lease)),
     ))
+}
+
+/// Whether the response's fields already went through what `finish_response` removes: our
+/// HTTP/1.1 client leaves hop-by-hop fields out as it reads a head whose hygiene needs no
+/// decision, and holds back any head with a `Gantry-*` field (see `upstream::h1`).
+fn hygiene_done(response: &Response<UpstreamBody>) -> bool {
+    match response.body() {
+        UpstreamBody::Http1(body) => body.head_is_clean(),
+        UpstreamBody::Http2(_) => false,
+    }
 }
 
 /// Reads a small body of known length into memory so every try can send it.

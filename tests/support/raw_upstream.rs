@@ -169,6 +169,18 @@ impl RawUpstream {
         Self::respond_with(head.into_bytes()).await
     }
 
+    /// Answers the first request head on each connection with `answer` as soon as the head is
+    /// in (without reading a body), then reads until the client closes.
+    pub async fn answer_head_then_hold(answer: &'static [u8]) -> RawUpstream {
+        Self::start(move |mut conn| async move {
+            if conn.read_request_head().await.is_some() {
+                let _ = conn.write(answer).await;
+                conn.read_to_close().await;
+            }
+        })
+        .await
+    }
+
     /// Answers every request on every connection with exactly `response` (keep-alive).
     pub async fn respond_with(response: impl Into<Vec<u8>>) -> RawUpstream {
         let response: Arc<[u8]> = response.into().into();

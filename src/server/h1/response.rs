@@ -65,6 +65,10 @@ impl DateCache {
 /// Encodes `parts` as a response head into `out`; returns the body's framing and whether the
 /// connection stays open. Framing fields the handler set (`Transfer-Encoding`) are replaced by the
 /// server's own; `Connection: close` from the handler is honoured.
+///
+/// One look at the names finds what the rules need; the fields the server adds or drops are
+/// written or skipped as the head is encoded, so the map itself is neither searched nor changed
+/// (it is taken `&mut` only for the caller's sake).
 pub fn encode_head(
     out: &mut Vec<u8>,
     parts: &mut http::response::Parts,
@@ -73,57 +77,67 @@ pub fn encode_head(
     date: &mut DateCache,
 ) -> (OutFraming, bool) {
     let status = parts.status;
-    let headers = &mut parts.headers;
-    let mut keep_alive = answering.keep_alive
-        && !headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|v| has_token(v.as_bytes(), b"close"));
-    headers.remove(header::TRANSFER_ENCODING);
+    let headers = &parts.headers;
+    let (mut connection, mut close, mut length_field, mut has_date) = (false, false, false, false);
+    let mut declared = None;
+    for (name, value) in headers {
+        if name == header::CONNECTION {
+            connection = true;
+            close |= has_token(value.as_bytes(), b"close");
+        } else if name == header::CONTENT_LENGTH {
+            if !length_field {
+                declared = std::str::from_utf8(value.as_bytes())
+                    .ok()
+                    .and_then(|v| v.parse::<u64>().ok());
+            }
+            length_field = true;
+        } else if name == header::DATE {
+            has_date = true;
+        }
+    }
+    let mut keep_alive = answering.keep_alive && !close;
     let bodiless_status = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    if status.is_informational() || status == StatusCode::NO_CONTENT {
-        headers.remove(header::CONTENT_LENGTH);
+    let drop_length = status.is_informational() || status == StatusCode::NO_CONTENT;
+    if drop_length {
+        declared = None;
     }
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()?.parse::<u64>().ok());
+    // What the server adds: a length, chunked coding, a connection option.
+    let mut length = None;
+    let mut chunked = false;
     let framing = if bodiless_status {
         OutFraming::None
     } else if answering.head_request {
-        if declared.is_none()
-            && let Some(exact) = body_hint.exact()
-        {
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(exact));
+        if declared.is_none() {
+            length = body_hint.exact();
         }
         OutFraming::None
-    } else if let Some(length) = declared {
-        OutFraming::Length(length)
+    } else if let Some(declared) = declared {
+        OutFraming::Length(declared)
     } else if let Some(exact) = body_hint.exact() {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(exact));
+        length = Some(exact);
         OutFraming::Length(exact)
     } else if answering.version == Version::HTTP_11 {
-        headers.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
+        chunked = true;
         OutFraming::Chunked
     } else {
         keep_alive = false;
         OutFraming::UntilClose
     };
+    // A length the server writes replaces any the handler set (one that did not parse).
+    let skip_length = drop_length || length.is_some();
+    let mut connection_value: Option<&[u8]> = None;
+    let mut replace_connection = false;
     if status == StatusCode::SWITCHING_PROTOCOLS {
         keep_alive = false;
     } else if !keep_alive {
-        if !headers.contains_key(header::CONNECTION) {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        if !connection {
+            connection_value = Some(b"close");
         }
     } else if answering.version == Version::HTTP_10 {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
-    }
-    if !headers.contains_key(header::DATE) {
-        headers.insert(header::DATE, date.now());
+        connection_value = Some(b"keep-alive");
+        replace_connection = true;
     }
 
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -131,14 +145,53 @@ pub fn encode_head(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     out.extend_from_slice(b"\r\n");
-    for (name, value) in headers.iter() {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+    for (name, value) in headers {
+        let skipped = name == header::TRANSFER_ENCODING
+            || (skip_length && name == header::CONTENT_LENGTH)
+            || (replace_connection && name == header::CONNECTION);
+        if !skipped {
+            field(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    if let Some(length) = length {
+        out.extend_from_slice(b"content-length: ");
+        push_decimal(out, length);
         out.extend_from_slice(b"\r\n");
+    }
+    if chunked {
+        field(out, b"transfer-encoding", b"chunked");
+    }
+    if let Some(value) = connection_value {
+        field(out, b"connection", value);
+    }
+    if !has_date {
+        field(out, b"date", date.now().as_bytes());
     }
     out.extend_from_slice(b"\r\n");
     (framing, keep_alive)
+}
+
+fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `n` in decimal (no formatting machinery: it runs for most answers Gantry writes).
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0_u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        // `n % 10` is below 10: the cast cannot truncate.
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Whether a comma-separated field value holds `token` (case-insensitive).
@@ -254,6 +307,61 @@ mod tests {
             .unwrap();
         let (text, _, keep) = encode(response, GET11, SizeHint::with_exact(0));
         assert!(!keep);
+        assert_eq!(text.matches("connection").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn fields_the_server_owns_are_replaced_not_repeated() {
+        // A length that does not parse gives way to the body's; the handler's coding goes.
+        let response = Response::builder()
+            .header("content-length", "abc")
+            .header("transfer-encoding", "gzip")
+            .header("x-a", "1")
+            .body(())
+            .unwrap();
+        let (text, framing, keep) = encode(response, GET11, SizeHint::with_exact(1_234_567_890));
+        assert_eq!(framing, OutFraming::Length(1_234_567_890));
+        assert!(keep);
+        assert_eq!(text.matches("content-length").count(), 1, "{text}");
+        assert!(text.contains("content-length: 1234567890\r\n"), "{text}");
+        assert!(
+            !text.contains("transfer-encoding") && !text.contains("gzip"),
+            "{text}"
+        );
+        assert!(
+            text.contains("x-a: 1\r\n") && text.ends_with("\r\n\r\n"),
+            "{text}"
+        );
+
+        // An HTTP/1.0 client kept alive is told so once; a handler's Date is kept as it is.
+        let http10 = Answering {
+            version: Version::HTTP_10,
+            ..GET11
+        };
+        let response = Response::builder()
+            .header("connection", "x-other")
+            .header("date", "Thu, 01 Jan 2026 00:00:00 GMT")
+            .body(())
+            .unwrap();
+        let (text, _, keep) = encode(response, http10, SizeHint::with_exact(0));
+        assert!(keep);
+        assert_eq!(text.matches("connection").count(), 1, "{text}");
+        assert!(text.contains("connection: keep-alive\r\n"), "{text}");
+        assert!(text.contains("content-length: 0\r\n"), "{text}");
+        assert_eq!(text.matches("date: ").count(), 1, "{text}");
+        assert!(
+            text.contains("date: Thu, 01 Jan 2026 00:00:00 GMT\r\n"),
+            "{text}"
+        );
+
+        // `Connection: close` in any case closes, and no second `Connection` is added.
+        let response = Response::builder()
+            .header("connection", "x-a, Close")
+            .header("content-length", "2")
+            .body(())
+            .unwrap();
+        let (text, framing, keep) = encode(response, GET11, SizeHint::default());
+        assert_eq!((framing, keep), (OutFraming::Length(2), false));
         assert_eq!(text.matches("connection").count(), 1, "{text}");
     }
 }

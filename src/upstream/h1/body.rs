@@ -24,6 +24,8 @@ pub struct H1Body {
     /// `101`: no body; the connection belongs to the tunnel.
     upgraded: bool,
     keep_alive: bool,
+    /// The head's fields hold nothing for the handler's hygiene pass to remove.
+    head_clean: bool,
 }
 
 impl H1Body {
@@ -31,6 +33,7 @@ impl H1Body {
         connection: Box<H1Connection>,
         framing: BodyFraming,
         keep_alive: bool,
+        head_clean: bool,
     ) -> Self {
         let decoding = match framing {
             BodyFraming::Empty | BodyFraming::Upgrade => Framing::Empty,
@@ -43,7 +46,14 @@ impl H1Body {
             decoder: BodyDecoder::new(decoding),
             upgraded: framing == BodyFraming::Upgrade,
             keep_alive,
+            head_clean,
         }
+    }
+
+    /// Whether the response's fields were read with the hop-by-hop ones left out and hold no
+    /// `Gantry-*` field: `remove_hop_by_hop` would find nothing to remove. Never after a `101`.
+    pub fn head_is_clean(&self) -> bool {
+        self.head_clean
     }
 
     /// The connection, once the body has ended cleanly on a connection that may be reused.

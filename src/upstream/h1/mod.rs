@@ -79,6 +79,8 @@ pub struct H1Connection {
     read_buf: BytesMut,
     /// Scratch for parsing a response head (kept to avoid an allocation per response).
     fields: Vec<response::Field>,
+    /// Where request heads are encoded, kept between requests (no allocation per request).
+    head_buf: BytesMut,
     /// Next read size for a body (grows while reads fill it).
     read_size: usize,
     max_head: usize,
@@ -100,6 +102,7 @@ impl H1Connection {
             io,
             read_buf: BytesMut::new(),
             fields: Vec::new(),
+            head_buf: BytesMut::new(),
             read_size: FIRST_READ,
             max_head: max_head.max(1024),
             _permit: permit,
@@ -136,7 +139,8 @@ impl H1Connection {
         request: Request<RequestBody>,
     ) -> Result<Response<H1Body>, H1SendError> {
         let (mut parts, mut body) = request.into_parts();
-        let mut writer = request::RequestWriter::new(&mut parts, &body);
+        let head_buf = std::mem::take(&mut self.head_buf);
+        let mut writer = request::RequestWriter::new(&mut parts, &body, head_buf);
         let mut write_error: Option<H1Error> = None;
         let method_is_head = parts.method == Method::HEAD;
         let head = poll_fn(|cx| {
@@ -177,11 +181,13 @@ impl H1Connection {
         };
         // An answer before the whole body was sent: the upstream will not read the rest.
         let keep_alive = head.keep_alive && writer.finished() && write_error.is_none();
+        self.head_buf = writer.into_buffer();
+        let clean = head.clean;
         let (response_parts, framing) = head.into_parts();
         self.reused = true;
         Ok(Response::from_parts(
             response_parts,
-            H1Body::new(self, framing, keep_alive),
+            H1Body::new(self, framing, keep_alive, clean),
         ))
     }
 

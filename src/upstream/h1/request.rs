@@ -20,6 +20,11 @@ use tokio::io::AsyncWrite;
 use super::H1Error;
 use crate::handler::body::RequestBody;
 
+/// Room reserved for a request head before encoding it.
+const HEAD_ROOM: usize = 1024;
+/// The largest head buffer a connection keeps for its next request.
+const HEAD_KEPT: usize = 8 * 1024;
+
 /// How the body goes on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Framing {
@@ -49,10 +54,13 @@ pub(super) struct RequestWriter {
 
 impl RequestWriter {
     /// Decides the framing (adjusting `Content-Length`/`Transfer-Encoding` in `parts`) and encodes
-    /// the head.
-    pub(super) fn new(parts: &mut Parts, body: &RequestBody) -> Self {
+    /// the head into `buf` (the connection's, emptied: its room is reused).
+    pub(super) fn new(parts: &mut Parts, body: &RequestBody, mut buf: BytesMut) -> Self {
         let framing = decide_framing(parts, body);
-        let mut prefix = BytesMut::with_capacity(estimate_head(parts));
+        buf.clear();
+        // Room for a usual head; a larger one grows the buffer, which keeps its size.
+        buf.reserve(HEAD_ROOM);
+        let mut prefix = buf;
         encode_head(parts, &mut prefix);
         Self {
             framing,
@@ -63,6 +71,19 @@ impl RequestWriter {
             wrote_any: false,
             took_body: false,
         }
+    }
+
+    /// The head buffer, emptied, for the connection's next request; a buffer grown past
+    /// [`HEAD_KEPT`] by an unusually large head is let go (an idle connection keeps it).
+    pub(super) fn into_buffer(self) -> BytesMut {
+        let mut buf = self.prefix;
+        buf.clear();
+        // Takes back the room before the written bytes, so `capacity` is the whole buffer.
+        buf.reserve(HEAD_ROOM);
+        if buf.capacity() > HEAD_KEPT {
+            return BytesMut::new();
+        }
+        buf
     }
 
     /// Everything, the end of the body included, has been written.
@@ -205,8 +226,15 @@ impl RequestWriter {
 
 /// Decides how the body is framed and makes the head say so.
 fn decide_framing(parts: &mut Parts, body: &RequestBody) -> Framing {
-    // Hop-by-hop removal already took the client's Transfer-Encoding; never trust one here.
-    parts.headers.remove(header::TRANSFER_ENCODING);
+    // Hop-by-hop removal already took the client's Transfer-Encoding; never trust one here. A
+    // look at the names costs less than the hash of a removal that finds nothing.
+    if parts
+        .headers
+        .keys()
+        .any(|name| name == header::TRANSFER_ENCODING)
+    {
+        parts.headers.remove(header::TRANSFER_ENCODING);
+    }
     if body.is_end_stream() {
         // A client's `Content-Length: 0` stays; no header is invented for a bodiless request.
         return Framing::None;
@@ -254,16 +282,6 @@ fn push_chunk_size(out: &mut BytesMut, len: usize) {
     }
     out.extend_from_slice(&digits[at..]);
     out.extend_from_slice(b"\r\n");
-}
-
-fn estimate_head(parts: &Parts) -> usize {
-    let fields: usize = parts
-        .headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum();
-    // Request line, the final CRLF, and room for a first chunk-size line.
-    fields + parts.uri.path().len() + parts.uri.query().map_or(0, str::len) + 64
 }
 
 /// `METHOD path?query HTTP/1.1`, the fields as they are, and the blank line.

@@ -1,4 +1,12 @@
 //! Reading a response head: status, fields, and how the body that follows is framed.
+//!
+//! One pass over httparse's fields names each field and notes what framing and hygiene need
+//! (`Content-Length`, `Transfer-Encoding`, `Connection` tokens, hop-by-hop names), so nothing is
+//! looked up in the header map afterwards. When the head is not a `101` and holds nothing for the
+//! handler's hygiene pass to decide (no `TE`, no `Gantry-*` field, no `Connection` naming other
+//! fields), the hop-by-hop fields are never put into the map and the head says so
+//! ([`ResponseHead::clean`]), so the handler skips that pass. Any other head keeps every field and
+//! leaves the hygiene to the handler, as before.
 
 use std::mem::MaybeUninit;
 
@@ -11,6 +19,9 @@ use super::H1Error;
 
 /// More fields than this make the head too large (hyper's default too).
 const MAX_FIELDS: usize = 100;
+
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// How the response body is delimited on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,11 +44,122 @@ pub(super) struct ResponseHead {
     framing: BodyFraming,
     /// The connection may carry another request after this response.
     pub(super) keep_alive: bool,
+    /// The map holds no hop-by-hop field and no `Gantry-*` field: the handler's hygiene pass
+    /// would remove nothing.
+    pub(super) clean: bool,
 }
 
 impl ResponseHead {
     pub(super) fn into_parts(self) -> (Parts, BodyFraming) {
         (self.parts, self.framing)
+    }
+}
+
+/// What a field's name means to framing and hygiene, decided once per field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// End to end, nothing to decide.
+    Plain,
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    /// Hop-by-hop by name alone (RFC 9110 §7.6.1), removed whatever `Connection` says:
+    /// `Keep-Alive`, `Proxy-Connection`, `Proxy-Authenticate`, `Proxy-Authorization`, and
+    /// `Upgrade` (kept only on a `101`, which is never clean).
+    HopByHop,
+    /// Left to the handler's hygiene pass: `TE` (kept as `trailers` only) and `Gantry-*` (only
+    /// Gantry says those).
+    Hygiene,
+    /// A field named `close`, which `Connection: close` would name.
+    NamedClose,
+}
+
+/// A field's name and role, and its value's byte range in the head.
+pub(super) struct Field {
+    name: HeaderName,
+    role: Role,
+    value: (usize, usize),
+}
+
+/// What the fields say about framing and hygiene, gathered while they are named.
+#[derive(Default)]
+struct Facts {
+    /// The agreed `Content-Length` (every value and every comma-separated item equal).
+    length: Option<u64>,
+    /// The first problem with the `Content-Length` values, in field order.
+    length_error: Option<&'static str>,
+    length_fields: bool,
+    transfer_encoded: bool,
+    /// The last coding of the last `Transfer-Encoding` field is `chunked`.
+    chunked_last: bool,
+    close: bool,
+    keep_alive: bool,
+    /// `Connection` names something other than `close`, `keep-alive` and `upgrade`.
+    lists_fields: bool,
+    hygiene: bool,
+    named_close: bool,
+}
+
+impl Facts {
+    fn note(&mut self, role: Role, value: &[u8]) {
+        match role {
+            Role::Plain | Role::HopByHop => {}
+            Role::ContentLength => {
+                self.length_fields = true;
+                if self.length_error.is_none() {
+                    self.add_length(value);
+                }
+            }
+            Role::TransferEncoding => {
+                self.transfer_encoded = true;
+                self.chunked_last = value
+                    .rsplit(|b| *b == b',')
+                    .next()
+                    .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            }
+            Role::Connection => {
+                for token in value.split(|b| *b == b',') {
+                    let token = token.trim_ascii();
+                    if token.eq_ignore_ascii_case(b"close") {
+                        self.close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        self.keep_alive = true;
+                    } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"upgrade") {
+                        self.lists_fields = true;
+                    }
+                }
+            }
+            Role::Hygiene => self.hygiene = true,
+            Role::NamedClose => self.named_close = true,
+        }
+    }
+
+    fn add_length(&mut self, value: &[u8]) {
+        for item in value.split(|b| *b == b',') {
+            let item = item.trim_ascii();
+            if item.is_empty() || item.len() > 19 || !item.iter().all(u8::is_ascii_digit) {
+                self.length_error = Some("Content-Length");
+                return;
+            }
+            let parsed = item
+                .iter()
+                .fold(0_u64, |n, digit| n * 10 + u64::from(digit - b'0'));
+            if self.length.is_some_and(|seen| seen != parsed) {
+                self.length_error = Some("conflicting Content-Length values");
+                return;
+            }
+            self.length = Some(parsed);
+        }
+    }
+
+    /// Whether the hop-by-hop fields can be left out here, with nothing left for the handler's
+    /// hygiene pass (`remove_hop_by_hop`) to decide.
+    fn clean(&self, status: StatusCode) -> bool {
+        status != StatusCode::SWITCHING_PROTOCOLS
+            && !self.hygiene
+            && !self.lists_fields
+            // `Connection: close` names a field called `close`.
+            && (!self.close || !self.named_close)
     }
 }
 
@@ -51,7 +173,7 @@ pub(super) fn parse(
     method_is_head: bool,
 ) -> Result<Option<ResponseHead>, H1Error> {
     loop {
-        let Some((parsed, len)) = parse_fields(buf, fields, max_head)? else {
+        let Some((parsed, facts, len)) = parse_fields(buf, fields, max_head)? else {
             return Ok(None);
         };
         let head = buf.split_to(len).freeze();
@@ -63,28 +185,43 @@ pub(super) fn parse(
             }
             continue;
         }
-        let mut headers = HeaderMap::with_capacity(fields.len());
-        for (name, start, end) in fields.drain(..) {
-            let value = HeaderValue::from_maybe_shared(head.slice(start..end))
+        let clean = facts.clean(parsed.status);
+        let bodiless = method_is_head
+            || parsed.status == StatusCode::SWITCHING_PROTOCOLS
+            || parsed.status == StatusCode::NO_CONTENT
+            || parsed.status == StatusCode::NOT_MODIFIED;
+        // A Content-Length beside Transfer-Encoding is a smuggling tell: never passed on.
+        let drop_length = facts.transfer_encoded && !bodiless;
+        let mut headers = HeaderMap::with_capacity(fields.len() + 1);
+        for field in fields.drain(..) {
+            let left_out = match field.role {
+                Role::ContentLength => drop_length,
+                Role::TransferEncoding | Role::Connection | Role::HopByHop => clean,
+                Role::Plain | Role::Hygiene | Role::NamedClose => false,
+            };
+            if left_out {
+                // httparse admits exactly the value bytes `HeaderValue` does, so leaving a value
+                // unchecked here refuses nothing that checking it would have.
+                continue;
+            }
+            let value = HeaderValue::from_maybe_shared(head.slice(field.value.0..field.value.1))
                 .map_err(|_| H1Error::Invalid("a field value with forbidden bytes"))?;
-            headers.append(name, value);
+            headers.append(field.name, value);
         }
         let (mut parts, ()) = Response::new(()).into_parts();
         parts.status = parsed.status;
         parts.version = parsed.version;
-        let (framing, mut keep_alive) = framing(&mut headers, parsed.status, method_is_head)?;
-        keep_alive &= connection_persists(&headers, parsed.version);
         parts.headers = headers;
+        let (framing, keep_alive) = framing(&facts, parsed.status, method_is_head)?;
+        let persists = !facts.close && (parsed.version == Version::HTTP_11 || facts.keep_alive);
         return Ok(Some(ResponseHead {
             parts,
             framing,
-            keep_alive,
+            keep_alive: keep_alive && persists,
+            clean,
         }));
     }
 }
-
-/// A field's name, and its value's byte range in the head.
-pub(super) type Field = (HeaderName, usize, usize);
 
 struct ParsedStatus {
     status: StatusCode,
@@ -97,7 +234,7 @@ fn parse_fields(
     buf: &BytesMut,
     fields: &mut Vec<Field>,
     max_head: usize,
-) -> Result<Option<(ParsedStatus, usize)>, H1Error> {
+) -> Result<Option<(ParsedStatus, Facts, usize)>, H1Error> {
     let mut slots = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_FIELDS];
     let mut response = httparse::Response::new(&mut []);
     let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
@@ -126,19 +263,118 @@ fn parse_fields(
         _ => return Err(H1Error::Invalid("HTTP version")),
     };
     let base = buf.as_ptr() as usize;
+    let mut facts = Facts::default();
     fields.clear();
     for field in response.headers.iter() {
-        let name = HeaderName::from_bytes(field.name.as_bytes())
-            .map_err(|_| H1Error::Invalid("field name"))?;
+        let (name, role) = match known_name(field.name.as_bytes()) {
+            Some(known) => known,
+            None => {
+                let name = HeaderName::from_bytes(field.name.as_bytes())
+                    .map_err(|_| H1Error::Invalid("field name"))?;
+                let role = role_of(&name);
+                (name, role)
+            }
+        };
+        facts.note(role, field.value);
         let start = field.value.as_ptr() as usize - base;
-        fields.push((name, start, start + field.value.len()));
+        fields.push(Field {
+            name,
+            role,
+            value: (start, start + field.value.len()),
+        });
     }
-    Ok(Some((ParsedStatus { status, version }, len)))
+    Ok(Some((ParsedStatus { status, version }, facts, len)))
+}
+
+/// Names frequent in responses, with their roles, as upstreams spell them: canonical
+/// (`Content-Length`) or lowercase. An exact match costs a length switch and a compare or two;
+/// `HeaderName::from_bytes` lowercases into a scratch buffer and searches every standard name.
+/// Any other spelling (`CONTENT-length`) takes the general path, with the same result.
+fn known_name(name: &[u8]) -> Option<(HeaderName, Role)> {
+    const N4: &[(&[u8], HeaderName, Role)] = &[
+        (b"Date", header::DATE, Role::Plain),
+        (b"ETag", header::ETAG, Role::Plain),
+        (b"Vary", header::VARY, Role::Plain),
+    ];
+    const N6: &[(&[u8], HeaderName, Role)] = &[(b"Server", header::SERVER, Role::Plain)];
+    const N7: &[(&[u8], HeaderName, Role)] = &[
+        (b"Expires", header::EXPIRES, Role::Plain),
+        (b"Upgrade", header::UPGRADE, Role::HopByHop),
+    ];
+    const N8: &[(&[u8], HeaderName, Role)] = &[(b"Location", header::LOCATION, Role::Plain)];
+    const N10: &[(&[u8], HeaderName, Role)] = &[
+        (b"Connection", header::CONNECTION, Role::Connection),
+        (b"Set-Cookie", header::SET_COOKIE, Role::Plain),
+    ];
+    const N12: &[(&[u8], HeaderName, Role)] =
+        &[(b"Content-Type", header::CONTENT_TYPE, Role::Plain)];
+    const N13: &[(&[u8], HeaderName, Role)] = &[
+        (b"Cache-Control", header::CACHE_CONTROL, Role::Plain),
+        (b"Last-Modified", header::LAST_MODIFIED, Role::Plain),
+        (b"Accept-Ranges", header::ACCEPT_RANGES, Role::Plain),
+    ];
+    const N14: &[(&[u8], HeaderName, Role)] = &[(
+        b"Content-Length",
+        header::CONTENT_LENGTH,
+        Role::ContentLength,
+    )];
+    const N16: &[(&[u8], HeaderName, Role)] =
+        &[(b"Content-Encoding", header::CONTENT_ENCODING, Role::Plain)];
+    const N17: &[(&[u8], HeaderName, Role)] = &[(
+        b"Transfer-Encoding",
+        header::TRANSFER_ENCODING,
+        Role::TransferEncoding,
+    )];
+    let candidates = match name.len() {
+        4 => N4,
+        6 => N6,
+        7 => N7,
+        8 => N8,
+        // Not a standard name: a `HeaderName` of it cannot sit in a constant table.
+        10 if name == b"Keep-Alive" || name == b"keep-alive" => {
+            return Some((KEEP_ALIVE, Role::HopByHop));
+        }
+        10 => N10,
+        12 => N12,
+        13 => N13,
+        14 => N14,
+        16 => N16,
+        17 => N17,
+        _ => return None,
+    };
+    candidates
+        .iter()
+        .find(|(canonical, known, _)| name == *canonical || name == known.as_str().as_bytes())
+        .map(|(_, known, role)| (known.clone(), *role))
+}
+
+/// The role of a name that took the general path.
+fn role_of(name: &HeaderName) -> Role {
+    if name == header::CONTENT_LENGTH {
+        Role::ContentLength
+    } else if name == header::TRANSFER_ENCODING {
+        Role::TransferEncoding
+    } else if name == header::CONNECTION {
+        Role::Connection
+    } else if name == header::UPGRADE
+        || name == header::PROXY_AUTHENTICATE
+        || name == header::PROXY_AUTHORIZATION
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+    {
+        Role::HopByHop
+    } else if name == header::TE || name.as_str().starts_with("gantry-") {
+        Role::Hygiene
+    } else if name.as_str() == "close" {
+        Role::NamedClose
+    } else {
+        Role::Plain
+    }
 }
 
 /// RFC 9112 §6.3, in order; the bool says whether the framing allows reusing the connection.
 fn framing(
-    headers: &mut HeaderMap,
+    facts: &Facts,
     status: StatusCode,
     method_is_head: bool,
 ) -> Result<(BodyFraming, bool), H1Error> {
@@ -148,59 +384,20 @@ fn framing(
     if method_is_head || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok((BodyFraming::Empty, true));
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        let chunked_last = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-            .and_then(|v| v.as_bytes().rsplit(|b| *b == b',').next())
-            .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        // A Content-Length beside it is a smuggling tell: ignored, and the connection retired.
-        let with_length = headers.remove(header::CONTENT_LENGTH).is_some();
-        return Ok(if chunked_last {
-            (BodyFraming::Chunked, !with_length)
+    if facts.transfer_encoded {
+        // With a Content-Length beside it (left out of the map), the connection is retired.
+        return Ok(if facts.chunked_last {
+            (BodyFraming::Chunked, !facts.length_fields)
         } else {
             (BodyFraming::UntilClose, false)
         });
     }
-    match content_length(headers)? {
+    if let Some(reason) = facts.length_error {
+        return Err(H1Error::Invalid(reason));
+    }
+    match facts.length {
         Some(0) => Ok((BodyFraming::Empty, true)),
         Some(length) => Ok((BodyFraming::Length(length), true)),
         None => Ok((BodyFraming::UntilClose, false)),
     }
-}
-
-/// The `Content-Length`: every value (and every comma-separated item) must agree.
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, H1Error> {
-    let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for item in value.as_bytes().split(|b| *b == b',') {
-            let item = item.trim_ascii();
-            if item.is_empty() || item.len() > 19 || !item.iter().all(u8::is_ascii_digit) {
-                return Err(H1Error::Invalid("Content-Length"));
-            }
-            let parsed = item
-                .iter()
-                .fold(0_u64, |n, digit| n * 10 + u64::from(digit - b'0'));
-            if length.is_some_and(|seen| seen != parsed) {
-                return Err(H1Error::Invalid("conflicting Content-Length values"));
-            }
-            length = Some(parsed);
-        }
-    }
-    Ok(length)
-}
-
-/// HTTP/1.1 persists unless `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`.
-fn connection_persists(headers: &HeaderMap, version: Version) -> bool {
-    let mut close = false;
-    let mut keep_alive = false;
-    for value in headers.get_all(header::CONNECTION) {
-        for token in value.as_bytes().split(|b| *b == b',') {
-            let token = token.trim_ascii();
-            close |= token.eq_ignore_ascii_case(b"close");
-            keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-        }
-    }
-    !close && (version == Version::HTTP_11 || keep_alive)
 }

@@ -6,6 +6,7 @@ use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::response::BodyFraming;
 use super::{H1Body, H1Connection, H1Error};
 use crate::handler::body::RequestBody;
 use crate::upstream::tls::UpstreamStream;
@@ -360,5 +361,250 @@ async fn a_request_whose_body_was_taken_is_never_given_back_for_resending() {
         // A body frame that left the body with a failed write is gone: sending the rest again
         // would deliver a body without its start.
         assert_eq!(err.unsent.is_some(), given_back, "{method}: {}", err.error);
+    }
+}
+
+/// The fields a client is sent after `finish_response`'s hygiene, sorted, as the head is read now
+/// (hop-by-hop fields left out of a clean head, the hygiene pass run on any other) and whether
+/// the head was clean.
+fn after_hygiene(head: &[u8], method_is_head: bool) -> (Vec<(String, String)>, bool) {
+    let mut buf = bytes::BytesMut::from(head);
+    let parsed = super::response::parse(&mut buf, &mut Vec::new(), 64 * 1024, method_is_head)
+        .unwrap()
+        .expect("a whole head");
+    let clean = parsed.clean;
+    let (mut parts, _) = parsed.into_parts();
+    if !clean {
+        crate::pipeline::headers::remove_hop_by_hop(&mut parts.headers, false);
+        parts.headers.remove("gantry-fallback");
+    }
+    (sorted(&parts.headers), clean)
+}
+
+/// The same, the long way: every field into the map (less a `Content-Length` beside a
+/// `Transfer-Encoding` on a response with a body), then the whole hygiene pass.
+fn reference_hygiene(head: &[u8], method_is_head: bool) -> Vec<(String, String)> {
+    let mut slots = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut slots);
+    assert!(response.parse(head).unwrap().is_complete());
+    let mut headers = HeaderMap::new();
+    for field in response.headers.iter() {
+        headers.append(
+            http::HeaderName::from_bytes(field.name.as_bytes()).unwrap(),
+            http::HeaderValue::from_bytes(field.value).unwrap(),
+        );
+    }
+    let bodiless = method_is_head || matches!(response.code, Some(101 | 204 | 304));
+    if !bodiless && headers.contains_key("transfer-encoding") {
+        headers.remove("content-length");
+    }
+    crate::pipeline::headers::remove_hop_by_hop(&mut headers, false);
+    headers.remove("gantry-fallback");
+    sorted(&headers)
+}
+
+fn sorted(headers: &HeaderMap) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+#[test]
+fn hop_by_hop_fields_left_out_while_reading_match_the_hygiene_pass() {
+    // (head, whether the fast path may take it)
+    let cases: &[(&str, bool)] = &[
+        (
+            "HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Sun, 29 Nov 2026 16:00:00 GMT\r\n\
+             Content-Type: text/plain\r\nContent-Length: 6\r\nConnection: keep-alive\r\n\r\n",
+            true,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\ncontent-length: 6\r\ndate: x\r\nkeep-alive: timeout=5\r\n\
+             connection: Keep-Alive\r\nx-kept: yes\r\n\r\n",
+            true,
+        ),
+        // Spellings no table holds take the general path to the same names.
+        (
+            "HTTP/1.1 200 OK\r\nCONTENT-length: 6\r\nCONNECTION: close\r\nKEEP-ALIVE: 1\r\n\
+             Proxy-Connection: keep-alive\r\nproxy-authenticate: Basic\r\n\
+             Proxy-Authorization: x\r\nUPGRADE: h2c\r\nX-Kept: yes\r\n\r\n",
+            true,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nUpgrade: h2,h2c\r\nConnection: Upgrade, close\r\n\
+             Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            true,
+        ),
+        // A field named in `Connection`, before or after it, in one `Connection` field or another.
+        (
+            "HTTP/1.1 200 OK\r\nX-Secret: 1\r\nConnection: keep-alive\r\n\
+             Connection: x-secret\r\nContent-Length: 0\r\nX-Kept: yes\r\n\r\n",
+            false,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nConnection: close, X-SECRET\r\nx-secret: 1\r\n\
+             Keep-Alive: timeout=5\r\nContent-Length: 0\r\n\r\n",
+            false,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nconnection: close\r\nclose: 1\r\n\r\n",
+            false,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nclose: 1\r\nContent-Length: 0\r\n\r\n",
+            true,
+        ),
+        // TE survives only as `trailers`; `Gantry-*` fields are only Gantry's to send.
+        (
+            "HTTP/1.1 200 OK\r\nTE: trailers, deflate\r\nContent-Length: 0\r\n\r\n",
+            false,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nte: deflate\r\nContent-Length: 0\r\n\r\n",
+            false,
+        ),
+        (
+            "HTTP/1.1 503 Service Unavailable\r\nGantry-Fallback: true\r\n\
+             Gantry-Other: 1\r\nContent-Length: 0\r\n\r\n",
+            false,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\ncontent-length: 4\r\n\r\n",
+            true,
+        ),
+        (
+            "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\
+             ETag: \"a\"\r\nConnection: ,\r\n\r\n",
+            true,
+        ),
+        (
+            "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: max=5\r\n\r\n",
+            true,
+        ),
+    ];
+    for (head, fast) in cases {
+        for method_is_head in [false, true] {
+            let (fields, clean) = after_hygiene(head.as_bytes(), method_is_head);
+            assert_eq!(
+                fields,
+                reference_hygiene(head.as_bytes(), method_is_head),
+                "{head}"
+            );
+            assert_eq!(clean, *fast, "{head}");
+        }
+    }
+}
+
+#[test]
+fn framing_reads_every_spelling_of_its_fields() {
+    for (head, framing, keep_alive) in [
+        (
+            "HTTP/1.1 200 OK\r\nCONTENT-length: 5\r\n\r\n",
+            BodyFraming::Length(5),
+            true,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nCONNECTION: Close\r\n\r\n",
+            BodyFraming::Length(5),
+            false,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTRANSFER-ENCODING: chunked\r\n\r\n",
+            BodyFraming::Chunked,
+            true,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            BodyFraming::Chunked,
+            false,
+        ),
+        (
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            BodyFraming::UntilClose,
+            false,
+        ),
+        (
+            "HTTP/1.0 200 OK\r\nContent-Length: 0\r\nConnection: Keep-Alive\r\n\r\n",
+            BodyFraming::Empty,
+            true,
+        ),
+        (
+            "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+            BodyFraming::Empty,
+            false,
+        ),
+    ] {
+        let mut buf = bytes::BytesMut::from(head.as_bytes());
+        let parsed = super::response::parse(&mut buf, &mut Vec::new(), 64 * 1024, false)
+            .unwrap()
+            .expect("a whole head");
+        assert_eq!(parsed.keep_alive, keep_alive, "{head}");
+        assert_eq!(parsed.into_parts().1, framing, "{head}");
+    }
+    for lie in [
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nCONTENT-LENGTH: 3\r\n\r\n",
+        "HTTP/1.1 200 OK\r\ncontent-length: 2, 3\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+    ] {
+        let mut buf = bytes::BytesMut::from(lie.as_bytes());
+        let parsed = super::response::parse(&mut buf, &mut Vec::new(), 64 * 1024, false);
+        assert!(matches!(parsed, Err(H1Error::Invalid(_))), "{lie}");
+    }
+}
+
+#[test]
+fn a_101_keeps_every_field_for_the_upgrade_to_decide() {
+    let head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                Connection: Upgrade\r\nKeep-Alive: timeout=5\r\nX-Kept: yes\r\n\r\n";
+    let mut buf = bytes::BytesMut::from(head.as_bytes());
+    let parsed = super::response::parse(&mut buf, &mut Vec::new(), 64 * 1024, false)
+        .unwrap()
+        .expect("a whole head");
+    assert!(!parsed.clean);
+    let (parts, framing) = parsed.into_parts();
+    assert_eq!(framing, BodyFraming::Upgrade);
+    assert_eq!(parts.headers.len(), 4);
+    assert_eq!(parts.headers["keep-alive"], "timeout=5");
+}
+
+#[tokio::test]
+async fn a_reused_connection_writes_each_head_whole_and_alone() {
+    let (connection, mut server) = pair().await;
+    let mut connection = Some(connection);
+    // A small head, a head larger than the buffer a connection keeps, then a small one again.
+    let big = "b".repeat(10 * 1024);
+    for (path, filler) in [("/first", "a"), ("/second", big.as_str()), ("/third", "c")] {
+        let mut request = get(path);
+        request
+            .headers_mut()
+            .insert("x-filler", filler.parse().unwrap());
+        let server_side = async {
+            let head = read_request(&mut server, 0).await;
+            server
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+            head
+        };
+        let (sent, head) = tokio::join!(connection.take().unwrap().send(request), server_side);
+        let expected =
+            format!("GET {path} HTTP/1.1\r\nhost: upstream\r\nx-filler: {filler}\r\n\r\n");
+        assert_eq!(head, expected);
+        let mut body = sent.ok().unwrap().into_body();
+        assert_eq!(
+            body.frame().await.unwrap().unwrap().into_data().unwrap(),
+            "ok"
+        );
+        assert!(body.frame().await.is_none());
+        connection = body.take_connection();
+        assert!(connection.is_some(), "{path}");
     }
 }
