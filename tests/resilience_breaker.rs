@@ -316,3 +316,36 @@ async fn the_access_log_marks_fallbacks() {
     assert_eq!(lines[0]["tries"], 1);
     assert_eq!(lines[0]["status"], 200);
 }
+
+/// The try's timer lives with the pooled HTTP/1.1 connection and is moved to each request's
+/// deadline. A reused connection must time out at the deadline of the request it carries now:
+/// an earlier one than the last request's (`grpc-timeout` cuts the budget), and a later one.
+#[tokio::test]
+async fn a_reused_connection_times_out_at_the_deadline_of_the_request_it_carries() {
+    let upstream = Upstream::start("svc").await;
+    let gw = TestGateway::start_with(&config(&upstream, BREAKER, ""), &[]).await;
+    let client = http1_client();
+    // The connection is pooled with its timer set to this request's deadline (150 ms per try).
+    assert_eq!(client.get(&gw.url("/x")).await.0, 200);
+
+    // An answer after 80 ms: inside the last request's deadline, past this one's 30 ms.
+    upstream.set_fault(Fault::Slow(Duration::from_millis(80)));
+    let request = http::Request::get(gw.url("/x"))
+        .header("grpc-timeout", "30m")
+        .body(support::empty())
+        .unwrap();
+    assert_eq!(client.fetch(request).await.status, 504);
+    assert_eq!(
+        upstream.connection_count(),
+        1,
+        "the pooled connection carried it"
+    );
+
+    // The timed-out connection is dropped: a fresh one, then reused after its first deadline
+    // has passed (a timer left at that deadline would fire at once).
+    upstream.set_fault(Fault::None);
+    assert_eq!(client.get(&gw.url("/x")).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(client.get(&gw.url("/x")).await.0, 200);
+    assert_eq!(upstream.connection_count(), 2);
+}

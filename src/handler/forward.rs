@@ -405,12 +405,14 @@ async fn forward_with_retries(
         let in_flight = InFlightGuard::new(target.clone());
         record.tries = attempt;
         // Pinned where it is built: the timeout holds a pointer, not a copy of the whole future.
-        let timed = {
-            let sending = std::pin::pin!(send(cluster, &target, Request::from_parts(parts, body)));
-            tokio::time::timeout(try_timeout, sending).await
+        let sent = {
+            let try_deadline = crate::upstream::clock::later(try_started, try_timeout);
+            let request = Request::from_parts(parts, body);
+            // Pinned where it is built: awaiting it in place copies nothing.
+            std::pin::pin!(send(cluster, &target, request, try_deadline)).await
         };
-        let outcome = match timed {
-            Err(_elapsed) => match client_failure(&failure) {
+        let outcome = match sent {
+            Err(TryError::TimedOut) => match client_failure(&failure) {
                 Some(err) => TryOutcome::Failed(err, FailureKind::Client),
                 None => TryOutcome::Failed(
                     GatewayError::UpstreamTimeout {
@@ -420,7 +422,7 @@ async fn forward_with_retries(
                     FailureKind::Timeout,
                 ),
             },
-            Ok(Err(err)) => match client_failure(&failure) {
+            Err(TryError::Failed(err)) => match client_failure(&failure) {
                 Some(err) => TryOutcome::Failed(err, FailureKind::Client),
                 None => {
                     let kind = match err {
@@ -431,7 +433,7 @@ async fn forward_with_retries(
                     TryOutcome::Failed(err, kind)
                 }
             },
-            Ok(Ok(response)) => TryOutcome::Response(response),
+            Ok(response) => TryOutcome::Response(response),
         };
         let try_ended = Instant::now();
         finished = Some(try_ended);
@@ -774,35 +776,51 @@ fn build_upstream_head(
     Ok(())
 }
 
-/// Checks out a connection and sends; a request that never left a reused connection is retried on
-/// another one (a keep-alive connection the upstream closed while it sat idle).
+/// Why a try got no response.
+enum TryError {
+    /// Its deadline passed (waiting for a connection, or for the response head).
+    TimedOut,
+    /// Anything else.
+    Failed(GatewayError),
+}
+
+/// Checks out a connection and sends, all before `deadline`; a request that never left a reused
+/// connection is retried on another one (a keep-alive connection the upstream closed while it
+/// sat idle).
 async fn send(
     cluster: &UpstreamCluster,
     target: &Target,
     mut request: Request<RequestBody>,
-) -> Result<Response<UpstreamBody>, GatewayError> {
+    deadline: Instant,
+) -> Result<Response<UpstreamBody>, TryError> {
     const MAX_STALE: usize = 3;
     for _ in 0..MAX_STALE {
-        let connection = target
-            .pool
-            .checkout()
+        // An idle connection is ready at once: the timeout's timer is then never registered.
+        let connection = tokio::time::timeout_at(deadline.into(), target.pool.checkout())
             .await
-            .map_err(|err| connect_error(cluster, err))?;
+            .map_err(|_elapsed| TryError::TimedOut)?
+            .map_err(|err| TryError::Failed(connect_error(cluster, err)))?;
         let reused = connection.reused();
-        match connection.send(request).await {
+        match connection.send(request, deadline).await {
             Ok(response) => return Ok(response),
+            Err(SendError {
+                error: SendFailure::TimedOut,
+                ..
+            }) => return Err(TryError::TimedOut),
             Err(SendError {
                 unsent: Some(unsent),
                 ..
             }) if reused => request = unsent,
-            Err(SendError { error, .. }) => return Err(upstream_error(cluster, error)),
+            Err(SendError { error, .. }) => {
+                return Err(TryError::Failed(upstream_error(cluster, error)));
+            }
         }
     }
-    Err(GatewayError::UpstreamFailed {
+    Err(TryError::Failed(GatewayError::UpstreamFailed {
         upstream: cluster.name.to_string(),
         kind: "connections closed before the request could be sent",
         source: None,
-    })
+    }))
 }
 
 fn connect_error(cluster: &UpstreamCluster, err: ConnectError) -> GatewayError {
@@ -839,7 +857,10 @@ fn upstream_error(cluster: &UpstreamCluster, error: SendFailure) -> GatewayError
             H1Error::ClosedEarly | H1Error::Truncated => "connection closed before the response",
             H1Error::RequestBody(_) => "request body could not be sent",
             H1Error::Io(_) => "connection failed",
+            H1Error::TimedOut => "timed out",
         },
+        // `send` answers a timeout itself; kept for completeness.
+        SendFailure::TimedOut => "timed out",
         SendFailure::Http2(error) if error.is_parse_too_large() => "response head too large",
         SendFailure::Http2(error) if error.is_parse() || error.is_parse_status() => {
             "invalid response"

@@ -66,7 +66,18 @@ pub async fn handle(
 ) -> Result<Response<ResponseBody>, Infallible> {
     let runtime = state.runtime.load_full();
     let settings = &runtime.server;
-    let request_id = request_id(req.headers(), &settings.request_id_header);
+    // The parse knows `X-Request-Id` only; another configured name is looked up every time.
+    let fields =
+        if settings.request_id_header == crate::config::compile::defaults::REQUEST_ID_HEADER {
+            fields
+        } else {
+            fields | ClientFields::REQUEST_ID
+        };
+    let request_id = if fields.may_have(ClientFields::REQUEST_ID) {
+        request_id(req.headers(), &settings.request_id_header)
+    } else {
+        new_request_id()
+    };
     let client = client_ip(peer.addr.ip(), req.headers(), &settings.trusted_proxies);
     let grpc = fields.may_have(ClientFields::CONTENT_TYPE) && is_grpc(req.headers());
     let uri = req.uri().clone();
@@ -319,16 +330,14 @@ async fn route_and_forward(
         auth.decorate(&runtime.security, headers, identity);
     }
     let trusted_peer = is_trusted(peer.addr.ip(), &settings.trusted_proxies);
-    set_forwarding_headers(
-        headers,
-        peer,
-        client,
-        host.as_ref(),
-        trusted_peer,
-        fields.may_have(ClientFields::FORWARDED),
-    );
+    set_forwarding_headers(headers, peer, client, host.as_ref(), trusted_peer, fields);
     headers.append(header::VIA, settings.via_entry.clone());
-    headers.insert(settings.request_id_header.clone(), request_id.clone());
+    // `append` skips the search for a value to replace when the client sent none.
+    if fields.may_have(ClientFields::REQUEST_ID) {
+        headers.insert(settings.request_id_header.clone(), request_id.clone());
+    } else {
+        headers.append(settings.request_id_header.clone(), request_id.clone());
+    }
 
     if let (Some(aggregate), Some(params)) = (&route.aggregate, aggregate_params) {
         let request = AggregateRequest {

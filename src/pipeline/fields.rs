@@ -47,6 +47,11 @@ impl ClientFields {
     pub const HOP_BY_HOP: Self = Self(1 << 9);
     /// A `Gantry-*` field (only Gantry may set those upstream).
     pub const GANTRY: Self = Self(1 << 10);
+    /// `X-Forwarded-For`, `-Proto`, `-Host` or `X-Real-IP`.
+    pub const X_FORWARDED: Self = Self(1 << 11);
+    /// The request id field: `X-Request-Id` (with another name configured, the edge marks it as
+    /// maybe present itself).
+    pub const REQUEST_ID: Self = Self(1 << 12);
 
     /// The member `name` stands for (`NONE` for names the request path does not ask about).
     /// One match on the (lowercase) name: a length switch and a compare or two per field.
@@ -61,6 +66,10 @@ impl ClientFields {
             "traceparent" => Self::TRACEPARENT,
             "tracestate" => Self::TRACESTATE,
             "grpc-timeout" => Self::GRPC_TIMEOUT,
+            "x-forwarded-for" | "x-forwarded-proto" | "x-forwarded-host" | "x-real-ip" => {
+                Self::X_FORWARDED
+            }
+            "x-request-id" => Self::REQUEST_ID,
             "connection"
             | "keep-alive"
             | "proxy-connection"
@@ -138,6 +147,11 @@ mod tests {
             ("te", ClientFields::HOP_BY_HOP),
             ("upgrade", ClientFields::HOP_BY_HOP),
             ("gantry-consumer", ClientFields::GANTRY),
+            ("x-forwarded-for", ClientFields::X_FORWARDED),
+            ("x-forwarded-proto", ClientFields::X_FORWARDED),
+            ("x-forwarded-host", ClientFields::X_FORWARDED),
+            ("x-real-ip", ClientFields::X_FORWARDED),
+            ("x-request-id", ClientFields::REQUEST_ID),
             ("x-gantry-consumer", ClientFields::NONE),
         ];
         for (name, member) in names {

@@ -5,6 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
+use super::fields::ClientFields;
+
 /// Hop-by-hop names removed in both directions (RFC 9110 §7.6.1), besides those listed in `Connection`.
 ///
 /// `Trailer` is not among them: RFC 9110 §6.6.2 makes it an end-to-end field, and hyper's HTTP/1.1
@@ -202,14 +204,15 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
 
 /// Sets `X-Forwarded-For/-Proto/-Host`, `X-Real-IP` and `Forwarded` for the upstream. From an
 /// untrusted peer they are replaced (never appended to); from a trusted one the chain is extended.
-/// `may_have_forwarded`: the client's head may carry `Forwarded` (when not, no lookup removes it).
+/// `fields` tells which of them the client's head may carry: absent ones are added without a
+/// search for a value to replace or remove.
 pub fn set_forwarding_headers(
     headers: &mut HeaderMap,
     peer: &Peer,
     client_ip: IpAddr,
     host: Option<&HeaderValue>,
     trusted_peer: bool,
-    may_have_forwarded: bool,
+    fields: ClientFields,
 ) {
     let (xff, xfp, xfh, real_ip) = (
         X_FORWARDED_FOR,
@@ -242,6 +245,16 @@ pub fn set_forwarding_headers(
         {
             headers.insert(&real_ip, value);
         }
+    } else if !fields.may_have(ClientFields::X_FORWARDED) {
+        headers.append(&xff, peer.ip_header.clone());
+        headers.append(&real_ip, peer.ip_header.clone());
+        headers.append(&xfp, peer.proto());
+        if let Some(host) = host {
+            headers.append(&xfh, host.clone());
+        }
+        if fields.may_have(ClientFields::FORWARDED) {
+            headers.remove(header::FORWARDED);
+        }
     } else {
         headers.insert(&xff, peer.ip_header.clone());
         headers.insert(&real_ip, peer.ip_header.clone());
@@ -254,7 +267,7 @@ pub fn set_forwarding_headers(
                 headers.remove(&xfh);
             }
         }
-        if may_have_forwarded {
+        if fields.may_have(ClientFields::FORWARDED) {
             headers.remove(header::FORWARDED);
         }
     }

@@ -89,6 +89,9 @@ pub enum SendFailure {
     /// An HTTP/2 exchange (hyper's client).
     #[error(transparent)]
     Http2(#[from] hyper::Error),
+    /// The try's deadline passed before the response head arrived.
+    #[error("timed out waiting for the response")]
+    TimedOut,
 }
 
 /// The body of an upstream response, by protocol.
@@ -157,28 +160,46 @@ impl PooledConnection {
     }
 
     /// Sends the request; on failure, the request comes back when sending it again is safe.
+    /// Past `deadline` without a response head, it fails with [`SendFailure::TimedOut`].
     pub async fn send(
         self,
         req: Request<RequestBody>,
+        deadline: Instant,
     ) -> Result<Response<UpstreamBody>, SendError> {
         match self.sender {
-            Sender::Http1(connection) => match connection.send(req).await {
-                Ok(response) => Ok(response.map(UpstreamBody::Http1)),
-                Err(H1SendError { error, unsent }) => Err(SendError {
-                    error: SendFailure::Http1(error),
-                    unsent,
-                }),
-            },
-            Sender::Http2(mut sender) => match sender.try_send_request(req).await {
-                Ok(response) => Ok(response.map(UpstreamBody::Http2)),
-                Err(mut err) => {
-                    let unsent = err.take_message();
-                    Err(SendError {
-                        error: SendFailure::Http2(err.into_error()),
+            Sender::Http1(connection) => {
+                match connection.send_until(req, Some(deadline.into())).await {
+                    Ok(response) => Ok(response.map(UpstreamBody::Http1)),
+                    Err(H1SendError {
+                        error: H1Error::TimedOut,
+                        ..
+                    }) => Err(SendError {
+                        error: SendFailure::TimedOut,
+                        unsent: None,
+                    }),
+                    Err(H1SendError { error, unsent }) => Err(SendError {
+                        error: SendFailure::Http1(error),
                         unsent,
-                    })
+                    }),
                 }
-            },
+            }
+            Sender::Http2(mut sender) => {
+                let sending = sender.try_send_request(req);
+                match tokio::time::timeout_at(deadline.into(), sending).await {
+                    Err(_elapsed) => Err(SendError {
+                        error: SendFailure::TimedOut,
+                        unsent: None,
+                    }),
+                    Ok(Ok(response)) => Ok(response.map(UpstreamBody::Http2)),
+                    Ok(Err(mut err)) => {
+                        let unsent = err.take_message();
+                        Err(SendError {
+                            error: SendFailure::Http2(err.into_error()),
+                            unsent,
+                        })
+                    }
+                }
+            }
         }
     }
 }

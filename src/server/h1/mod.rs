@@ -495,6 +495,11 @@ impl Connection {
                     self.flush().await?;
                 }
             }
+            // The declared length is complete and the body says it has ended: no poll to learn
+            // what it already told (a body that has more to say is polled, and cut short).
+            if left == Some(0) && body.is_end_stream() {
+                break;
+            }
         }
         if left.is_some_and(|left| left > 0) {
             tracing::debug!("response body shorter than its Content-Length; cut short");
