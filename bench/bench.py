@@ -20,7 +20,8 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUN = os.path.join(HERE, "tmp")
-GANTRY = os.path.join(HERE, "..", "target", "release", "gantry")
+# BENCH_GANTRY=/path/to/gantry benches another build (an older one, for a same-run comparison).
+GANTRY = os.environ.get("BENCH_GANTRY") or os.path.join(HERE, "..", "target", "release", "gantry")
 DURATION = int(os.environ.get("BENCH_DURATION", "8"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))
