@@ -340,3 +340,45 @@ async fn a_reload_that_changes_the_calls_serves_the_new_aggregate_and_an_invalid
     assert_eq!(status, 200, "{body}");
     assert_eq!(body, json!({"profile": {"id": 7}, "orders": {"count": 2}}));
 }
+
+/// Every call is a span of the client's trace: the upstream sees the client's trace id with a
+/// parent span of the call's own, not the client's span that the copied head carried.
+#[tokio::test]
+async fn every_call_continues_the_clients_trace_with_a_span_of_its_own() {
+    const CLIENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let upstream = Upstream::start("backend").await;
+    upstream.set_json("/a", 200, r#"{"a": 1}"#);
+    upstream.set_json("/b", 200, r#"{"b": 2}"#);
+    let gateway = start(
+        &upstream,
+        "      timeout: 5s\n      calls:\n\
+         \x20       - { name: a, upstream: backend, path: \"/a\", required: true }\n\
+         \x20       - { name: b, upstream: backend, path: \"/b\", required: true }\n",
+    )
+    .await;
+    let request = http::Request::get(gateway.url("/bff/7"))
+        .header("traceparent", CLIENT)
+        .body(support::empty())
+        .unwrap();
+    let answer = support::http1_client().fetch(request).await;
+    assert_eq!(answer.status, 200);
+    let spans: Vec<String> = upstream
+        .requests()
+        .iter()
+        .map(|seen| {
+            let traceparent = seen.headers["traceparent"].to_str().unwrap();
+            let fields: Vec<&str> = traceparent.split('-').collect();
+            assert_eq!(
+                fields[1], "4bf92f3577b34da6a3ce929d0e0e4736",
+                "{traceparent}"
+            );
+            fields[2].to_owned()
+        })
+        .collect();
+    assert_eq!(spans.len(), 2);
+    assert!(
+        spans.iter().all(|span| span != "00f067aa0ba902b7"),
+        "{spans:?}"
+    );
+    assert_ne!(spans[0], spans[1]);
+}
