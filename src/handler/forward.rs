@@ -384,7 +384,7 @@ async fn forward_with_retries(
             websocket,
             fields,
         )?;
-        set_deadline_headers(&mut parts.headers, try_timeout, grpc);
+        let timeout_ms = set_deadline_headers(&mut parts.headers, try_timeout, grpc);
         let try_span = trace.as_ref().map(|trace| {
             // Each try is its own span: the upstream sees a new parent id per try.
             let span = trace.inject(
@@ -409,7 +409,8 @@ async fn forward_with_retries(
             let try_deadline = crate::upstream::clock::later(try_started, try_timeout);
             let request = Request::from_parts(parts, body);
             // Pinned where it is built: awaiting it in place copies nothing.
-            std::pin::pin!(send(cluster, &target, request, try_deadline)).await
+            let timeout_field = Some((&TIMEOUT_HEADER, timeout_ms));
+            std::pin::pin!(send(cluster, &target, request, try_deadline, timeout_field)).await
         };
         let outcome = match sent {
             Err(TryError::TimedOut) => match client_failure(&failure) {
@@ -696,17 +697,19 @@ fn is_grpc(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
-/// Tells the upstream how long this try may take: `Gantry-Timeout-Ms` always, `grpc-timeout`
-/// for gRPC (replacing the client's, which only ever shortens ours).
-fn set_deadline_headers(headers: &mut HeaderMap, left: Duration, grpc: bool) {
+/// Tells the upstream how long this try may take: `grpc-timeout` for gRPC (replacing the
+/// client's, which only ever shortens ours), and the `Gantry-Timeout-Ms` value returned, which the
+/// upstream client writes itself (straight into an HTTP/1.1 head: no value allocated, no map
+/// insert). The client's own `Gantry-Timeout-Ms` went with every `Gantry-*` field at the edge.
+fn set_deadline_headers(headers: &mut HeaderMap, left: Duration, grpc: bool) -> u64 {
     let millis = u64::try_from(left.as_millis()).unwrap_or(u64::MAX).max(1);
-    headers.insert(TIMEOUT_HEADER, HeaderValue::from(millis));
     if grpc {
         // At most 8 digits (gRPC spec); 99,999,999 ms is 27 hours.
         if let Ok(value) = HeaderValue::from_str(&format!("{}m", millis.min(99_999_999))) {
             headers.insert(GRPC_TIMEOUT, value);
         }
     }
+    millis
 }
 
 /// `grpc-timeout`: 1–8 ASCII digits and a unit (`H M S m u n`), per the gRPC HTTP/2 spec.
@@ -792,6 +795,7 @@ async fn send(
     target: &Target,
     mut request: Request<RequestBody>,
     deadline: Instant,
+    number_field: Option<(&HeaderName, u64)>,
 ) -> Result<Response<UpstreamBody>, TryError> {
     const MAX_STALE: usize = 3;
     for _ in 0..MAX_STALE {
@@ -801,7 +805,7 @@ async fn send(
             .map_err(|_elapsed| TryError::TimedOut)?
             .map_err(|err| TryError::Failed(connect_error(cluster, err)))?;
         let reused = connection.reused();
-        match connection.send(request, deadline).await {
+        match connection.send(request, deadline, number_field).await {
             Ok(response) => return Ok(response),
             Err(SendError {
                 error: SendFailure::TimedOut,

@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderName, HeaderValue, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
@@ -161,14 +161,24 @@ impl PooledConnection {
 
     /// Sends the request; on failure, the request comes back when sending it again is safe.
     /// Past `deadline` without a response head, it fails with [`SendFailure::TimedOut`].
+    /// `number_field` is one more field with a numeric value: written straight into an HTTP/1.1
+    /// head, added to the headers of an HTTP/2 one.
     pub async fn send(
         self,
-        req: Request<RequestBody>,
+        mut req: Request<RequestBody>,
         deadline: Instant,
+        number_field: Option<(&HeaderName, u64)>,
     ) -> Result<Response<UpstreamBody>, SendError> {
+        if let (Sender::Http2(_), Some((name, value))) = (&self.sender, number_field) {
+            req.headers_mut()
+                .insert(name.clone(), HeaderValue::from(value));
+        }
         match self.sender {
             Sender::Http1(connection) => {
-                match connection.send_until(req, Some(deadline.into())).await {
+                match connection
+                    .send_until(req, Some(deadline.into()), number_field)
+                    .await
+                {
                     Ok(response) => Ok(response.map(UpstreamBody::Http1)),
                     Err(H1SendError {
                         error: H1Error::TimedOut,

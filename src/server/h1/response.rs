@@ -155,7 +155,7 @@ pub fn encode_head(
     }
     if let Some(length) = length {
         out.extend_from_slice(b"content-length: ");
-        push_decimal(out, length);
+        out.extend_from_slice(crate::http1::decimal(length, &mut [0; 20]));
         out.extend_from_slice(b"\r\n");
     }
     if chunked {
@@ -176,22 +176,6 @@ fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-/// Appends `n` in decimal (no formatting machinery: it runs for most answers Gantry writes).
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0_u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        // `n % 10` is below 10: the cast cannot truncate.
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
 }
 
 /// Whether a comma-separated field value holds `token` (case-insensitive).

@@ -12,7 +12,7 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::Method;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
 use http_body::Body;
 use tokio::io::AsyncWrite;
@@ -55,13 +55,20 @@ pub(super) struct RequestWriter {
 impl RequestWriter {
     /// Decides the framing (adjusting `Content-Length`/`Transfer-Encoding` in `parts`) and encodes
     /// the head into `buf` (the connection's, emptied: its room is reused).
-    pub(super) fn new(parts: &mut Parts, body: &RequestBody, mut buf: BytesMut) -> Self {
+    /// `number_field`: one more field with a numeric value, written after the head's own
+    /// (Gantry's deadline header: no `HeaderValue` is allocated for it and no map insert hashes it).
+    pub(super) fn new(
+        parts: &mut Parts,
+        body: &RequestBody,
+        mut buf: BytesMut,
+        number_field: Option<(&HeaderName, u64)>,
+    ) -> Self {
         let framing = decide_framing(parts, body);
         buf.clear();
         // Room for a usual head; a larger one grows the buffer, which keeps its size.
         buf.reserve(HEAD_ROOM);
         let mut prefix = buf;
-        encode_head(parts, &mut prefix);
+        encode_head(parts, number_field, &mut prefix);
         Self {
             framing,
             prefix,
@@ -285,7 +292,7 @@ fn push_chunk_size(out: &mut BytesMut, len: usize) {
 }
 
 /// `METHOD path?query HTTP/1.1`, the fields as they are, and the blank line.
-fn encode_head(parts: &Parts, out: &mut BytesMut) {
+fn encode_head(parts: &Parts, number_field: Option<(&HeaderName, u64)>, out: &mut BytesMut) {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.extend_from_slice(b" ");
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -299,6 +306,12 @@ fn encode_head(parts: &Parts, out: &mut BytesMut) {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some((name, value)) = number_field {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(crate::http1::decimal(value, &mut [0; 20]));
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
