@@ -404,12 +404,11 @@ async fn forward_with_retries(
         }
         let in_flight = InFlightGuard::new(target.clone());
         record.tries = attempt;
-        // Pinned where it is built: the timeout holds a pointer, not a copy of the whole future.
         let sent = {
             let try_deadline = crate::upstream::clock::later(try_started, try_timeout);
             let request = Request::from_parts(parts, body);
-            // Pinned where it is built: awaiting it in place copies nothing.
             let timeout_field = Some((&TIMEOUT_HEADER, timeout_ms));
+            // Pinned where it is built: awaiting it in place copies nothing.
             std::pin::pin!(send(cluster, &target, request, try_deadline, timeout_field)).await
         };
         let outcome = match sent {
