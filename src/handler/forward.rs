@@ -37,6 +37,7 @@ use crate::upstream::client::{ConnectError, SendError, SendFailure, UpstreamBody
 use crate::upstream::cluster::{
     HostHeader, InFlightGuard, Pick, Target, UpstreamCluster, UpstreamProtocol,
 };
+use crate::upstream::fields::{AddedFields, OutgoingFields};
 use crate::upstream::h1::H1Error;
 use crate::upstream::retry::REPLAY_LIMIT;
 use crate::upstream::tls::UpstreamStream;
@@ -51,7 +52,7 @@ const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
 /// A request ready to forward: its head (already cleaned at the edge), body and target path.
-pub struct ForwardRequest {
+pub struct ForwardRequest<'a> {
     /// Method, headers (edge-cleaned), version.
     pub parts: Parts,
     /// The client's body.
@@ -68,6 +69,8 @@ pub struct ForwardRequest {
     pub trace: TraceContext,
     /// Which fields of interest the client's head carries.
     pub fields: ClientFields,
+    /// Fields the edge adds beside the head's map (see [`AddedFields`]).
+    pub added: AddedFields<'a>,
 }
 
 /// A route's static stand-in answer (`routes[].fallback`).
@@ -85,7 +88,7 @@ pub struct Fallback {
 /// upstream is open-circuited, has no healthy target or ran out of time.
 pub async fn forward(
     route: &Route,
-    request: ForwardRequest,
+    request: ForwardRequest<'_>,
     settings: &ServerSettings,
     record: &mut AccessRecord,
 ) -> Result<Response<ResponseBody>, GatewayError> {
@@ -102,6 +105,7 @@ pub async fn forward(
         client_upgrade,
         trace,
         fields,
+        added,
     } = request;
     let call = UpstreamCall {
         parts,
@@ -113,6 +117,7 @@ pub async fn forward(
         budget: None,
         trace: Some(trace),
         fields,
+        added,
     };
     let result =
         forward_with_retries(cluster, call, settings, route.metrics.upstream(), record).await;
@@ -148,7 +153,7 @@ fn serves_fallback(err: &GatewayError) -> bool {
 }
 
 /// One request to an upstream cluster, from the edge (`forward`) or from an aggregate's call.
-pub struct UpstreamCall {
+pub struct UpstreamCall<'a> {
     /// Method, headers (edge-cleaned), version.
     pub parts: Parts,
     /// Where the body comes from.
@@ -168,6 +173,8 @@ pub struct UpstreamCall {
     pub trace: Option<TraceContext>,
     /// Which fields of interest the head may carry ([`ClientFields::ALL`] when unknown).
     pub fields: ClientFields,
+    /// Fields added beside the head's map, to every try (see [`AddedFields`]).
+    pub added: AddedFields<'a>,
 }
 
 /// The body of an upstream request.
@@ -182,7 +189,7 @@ pub enum OutgoingBody {
 /// health) and hands back the response with its body still streaming.
 pub async fn forward_to_cluster(
     cluster: &UpstreamCluster,
-    call: UpstreamCall,
+    call: UpstreamCall<'_>,
     settings: &ServerSettings,
     upstream_metrics: &metrics::UpstreamMetrics,
     record: &mut AccessRecord,
@@ -228,7 +235,7 @@ enum FailureKind {
 
 async fn forward_with_retries(
     cluster: &UpstreamCluster,
-    call: UpstreamCall,
+    call: UpstreamCall<'_>,
     settings: &ServerSettings,
     upstream_metrics: &metrics::UpstreamMetrics,
     record: &mut AccessRecord,
@@ -236,7 +243,7 @@ async fn forward_with_retries(
     let resilience = &cluster.resilience;
     let state = &*resilience.state;
     let UpstreamCall {
-        parts,
+        mut parts,
         body,
         path_and_query,
         host,
@@ -245,7 +252,17 @@ async fn forward_with_retries(
         budget: budget_cap,
         trace,
         fields,
+        mut added,
     } = call;
+    if cluster.hashes_on_a_header() {
+        // The balancer may hash on one of the added fields: it reads the map.
+        OutgoingFields {
+            added: &added,
+            ..OutgoingFields::none()
+        }
+        .add_to(&mut parts.headers);
+        added = AddedFields::default();
+    }
     if record.is_enabled() {
         record.upstream = Some(cluster.name.clone());
     }
@@ -375,22 +392,32 @@ async fn forward_with_retries(
         }
         .ok_or(GatewayError::Internal)?;
         let try_timeout = cluster.timeouts.per_try.min(remaining);
-        build_upstream_head(
+        let host_field = build_upstream_head(
             &mut parts,
             cluster,
             &target,
-            host.clone(),
+            host.as_ref(),
             &path_and_query,
             websocket,
             fields,
         )?;
         let timeout_ms = set_deadline_headers(&mut parts.headers, try_timeout, grpc);
+        // A head without trace fields gets the try's `traceparent` as bytes, beside the map.
+        let trace_beside_map =
+            !fields.may_have(ClientFields::TRACEPARENT | ClientFields::TRACESTATE);
+        let mut traceparent = None;
         let try_span = trace.as_ref().map(|trace| {
             // Each try is its own span: the upstream sees a new parent id per try.
-            let span = trace.inject(
-                &mut parts.headers,
-                fields.may_have(ClientFields::TRACESTATE),
-            );
+            let span = if trace_beside_map && trace.tracestate.is_none() {
+                let (span, text) = trace.child_traceparent_text();
+                traceparent = Some(text);
+                span
+            } else {
+                trace.inject(
+                    &mut parts.headers,
+                    fields.may_have(ClientFields::TRACESTATE),
+                )
+            };
             (
                 span,
                 trace
@@ -407,9 +434,14 @@ async fn forward_with_retries(
         let sent = {
             let try_deadline = crate::upstream::clock::later(try_started, try_timeout);
             let request = Request::from_parts(parts, body);
-            let timeout_field = Some((&TIMEOUT_HEADER, timeout_ms));
+            let extra = OutgoingFields {
+                added: &added,
+                host: host_field,
+                traceparent: traceparent.as_ref(),
+                number: Some((&TIMEOUT_HEADER, timeout_ms)),
+            };
             // Pinned where it is built: awaiting it in place copies nothing.
-            std::pin::pin!(send(cluster, &target, request, try_deadline, timeout_field)).await
+            std::pin::pin!(send(cluster, &target, request, try_deadline, &extra)).await
         };
         let outcome = match sent {
             Err(TryError::TimedOut) => match client_failure(&failure) {
@@ -730,18 +762,20 @@ pub fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
 }
 
 /// Rewrites the head in place for the upstream: URI, version, Host/`:authority`, hop-by-hop.
-fn build_upstream_head(
+/// Sets the try's version and URI and removes what must not go upstream. For an HTTP/1.1
+/// upstream, the `Host` to send comes back (written ahead of the map's fields, which lose theirs).
+fn build_upstream_head<'h>(
     parts: &mut Parts,
     cluster: &UpstreamCluster,
-    target: &Target,
-    client_host: Option<HeaderValue>,
+    target: &'h Target,
+    client_host: Option<&'h HeaderValue>,
     path_and_query: &str,
     websocket: bool,
     fields: ClientFields,
-) -> Result<(), GatewayError> {
+) -> Result<Option<&'h HeaderValue>, GatewayError> {
     let authority = match cluster.host_header {
-        HostHeader::Preserve => client_host.unwrap_or_else(|| target.authority_header.clone()),
-        HostHeader::Target => target.authority_header.clone(),
+        HostHeader::Preserve => client_host.unwrap_or(&target.authority_header),
+        HostHeader::Target => &target.authority_header,
     };
     // Nothing on the way adds a hop-by-hop field: a head that had none needs no scan.
     if websocket || fields.may_have(ClientFields::HOP_BY_HOP | ClientFields::TRANSFER_ENCODING) {
@@ -755,8 +789,17 @@ fn build_upstream_head(
     match cluster.protocol {
         UpstreamProtocol::Http1 => {
             parts.version = Version::HTTP_11;
-            parts.uri = Uri::try_from(path_and_query).map_err(bad_uri)?;
-            parts.headers.insert(header::HOST, authority);
+            // The client's origin-form target, when the path was not changed, is kept unparsed.
+            let unchanged = parts.uri.scheme().is_none()
+                && parts
+                    .uri
+                    .path_and_query()
+                    .map(http::uri::PathAndQuery::as_str)
+                    == Some(path_and_query);
+            if !unchanged {
+                parts.uri = Uri::try_from(path_and_query).map_err(bad_uri)?;
+            }
+            Ok(Some(authority))
         }
         UpstreamProtocol::Http2 => {
             parts.version = Version::HTTP_2;
@@ -773,9 +816,9 @@ fn build_upstream_head(
                 .build()
                 .map_err(|_| GatewayError::InvalidHost)?;
             parts.headers.remove(header::HOST);
+            Ok(None)
         }
     }
-    Ok(())
 }
 
 /// Why a try got no response.
@@ -794,7 +837,7 @@ async fn send(
     target: &Target,
     mut request: Request<RequestBody>,
     deadline: Instant,
-    number_field: Option<(&HeaderName, u64)>,
+    extra: &OutgoingFields<'_>,
 ) -> Result<Response<UpstreamBody>, TryError> {
     const MAX_STALE: usize = 3;
     for _ in 0..MAX_STALE {
@@ -804,7 +847,7 @@ async fn send(
             .map_err(|_elapsed| TryError::TimedOut)?
             .map_err(|err| TryError::Failed(connect_error(cluster, err)))?;
         let reused = connection.reused();
-        match connection.send(request, deadline, number_field).await {
+        match connection.send(request, deadline, extra).await {
             Ok(response) => return Ok(response),
             Err(SendError {
                 error: SendFailure::TimedOut,

@@ -9,15 +9,17 @@
 use std::cell::RefCell;
 
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngCore, SeedableRng};
 
 thread_local! {
     static RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_rng(&mut rand::rng()));
 }
 
-/// `N` random bytes.
+/// `N` random bytes, filled eight at a time (`random::<[u8; N]>()` draws a number per byte).
 pub fn bytes<const N: usize>() -> [u8; N] {
-    RNG.with(|rng| rng.borrow_mut().random())
+    let mut out = [0; N];
+    RNG.with(|rng| rng.borrow_mut().fill_bytes(&mut out));
+    out
 }
 
 /// A number in `[0, 1)`, for sampling decisions.

@@ -123,6 +123,15 @@ impl TraceContext {
 
     /// The `traceparent` for an upstream try: this trace, a new span id (the try's).
     pub fn child_traceparent(&self) -> (SpanId, HeaderValue) {
+        let (span, text) = self.child_traceparent_text();
+        let value = HeaderValue::from_bytes(&text).unwrap_or_else(|_| {
+            HeaderValue::from_static("00-00000000000000000000000000000000-0000000000000000-00")
+        });
+        (span, value)
+    }
+
+    /// [`Self::child_traceparent`] as its 55 bytes (for a head written as bytes).
+    pub fn child_traceparent_text(&self) -> (SpanId, [u8; 55]) {
         let span = SpanId(nonzero_random());
         // "00-" trace (32) "-" span (16) "-" flags (2): 55 bytes, built in place.
         let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
@@ -131,10 +140,7 @@ impl TraceContext {
         if self.sampled {
             text[54] = b'1';
         }
-        let value = HeaderValue::from_bytes(&text).unwrap_or_else(|_| {
-            HeaderValue::from_static("00-00000000000000000000000000000000-0000000000000000-00")
-        });
-        (span, value)
+        (span, text)
     }
 
     /// Replaces the client's trace headers with this trace's, for one upstream try.

@@ -26,8 +26,8 @@ use http::{Request, Response, Version};
 
 use super::fields::ClientFields;
 use super::headers::{
-    Peer, client_ip, is_trusted, is_websocket_upgrade, set_forwarding_headers,
-    strip_gantry_headers, via_has_loop,
+    Peer, client_ip, forwarded_beside_map, is_trusted, is_websocket_upgrade,
+    set_forwarding_headers, strip_gantry_headers, via_has_loop,
 };
 use crate::error::GatewayError;
 use crate::handler::aggregate::AggregateRequest;
@@ -40,6 +40,7 @@ use crate::policy::PolicyOutcome;
 use crate::router::{Lookup, RequestView, normalize_path};
 use crate::runtime::Runtime;
 use crate::server::incoming::{ClientBody, ClientUpgrade};
+use crate::upstream::fields::AddedFields;
 
 /// Carries the verified client certificate's subject (mTLS) to the upstream; clients cannot set
 /// it because every `Gantry-*` header they send is stripped first.
@@ -329,13 +330,27 @@ async fn route_and_forward(
     if let (Some(auth), Some(identity)) = (auth, &identity) {
         auth.decorate(&runtime.security, headers, identity);
     }
+    // Fields the client's head does not carry are added beside the map (`AddedFields`), except
+    // for an aggregate, whose calls copy the map.
+    let beside_map = route.aggregate.is_none();
+    let mut added = AddedFields::default();
     let trusted_peer = is_trusted(peer.addr.ip(), &settings.trusted_proxies);
-    set_forwarding_headers(headers, peer, client, host.as_ref(), trusted_peer, fields);
-    headers.append(header::VIA, settings.via_entry.clone());
-    // `append` skips the search for a value to replace when the client sent none.
+    if beside_map && !trusted_peer && !fields.may_have(ClientFields::X_FORWARDED) {
+        added.forwarded = Some(forwarded_beside_map(headers, peer, host.as_ref(), fields));
+    } else {
+        set_forwarding_headers(headers, peer, client, host.as_ref(), trusted_peer, fields);
+    }
+    if beside_map && !fields.may_have(ClientFields::VIA) {
+        added.via = Some(&settings.via_entry);
+    } else {
+        headers.append(header::VIA, settings.via_entry.clone());
+    }
     if fields.may_have(ClientFields::REQUEST_ID) {
         headers.insert(settings.request_id_header.clone(), request_id.clone());
+    } else if beside_map {
+        added.request_id = Some((&settings.request_id_header, request_id));
     } else {
+        // `append` skips the search for a value to replace when the client sent none.
         headers.append(settings.request_id_header.clone(), request_id.clone());
     }
 
@@ -367,6 +382,7 @@ async fn route_and_forward(
             client_upgrade,
             trace,
             fields,
+            added,
         },
         settings,
         record,

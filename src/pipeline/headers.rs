@@ -2,10 +2,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
 use super::fields::ClientFields;
+use crate::upstream::fields::Forwarded;
 
 /// Hop-by-hop names removed in both directions (RFC 9110 §7.6.1), besides those listed in `Connection`.
 ///
@@ -138,28 +140,37 @@ pub struct Peer {
     pub client_cert_subject: Option<HeaderValue>,
     /// The listener's in-flight request gauge (a detached one until the listener sets it).
     pub requests_in_flight: prometheus_client::metrics::gauge::Gauge,
+    /// `X-Forwarded-For`, `X-Real-IP` and `X-Forwarded-Proto` as HTTP/1.1 field lines: the same
+    /// for every request of the connection, so rendered once.
+    forwarded_lines: Bytes,
 }
 
 impl Peer {
     /// Describes a newly accepted cleartext connection.
     pub fn new(addr: SocketAddr) -> Self {
-        let ip_header = HeaderValue::from_str(&addr.ip().to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Self {
-            addr,
-            ip_header,
-            tls: false,
-            client_cert_subject: None,
-            requests_in_flight: prometheus_client::metrics::gauge::Gauge::default(),
-        }
+        Self::describe(addr, false, None)
     }
 
     /// Describes a connection whose TLS handshake completed.
     pub fn tls(addr: SocketAddr, client_cert_subject: Option<HeaderValue>) -> Self {
+        Self::describe(addr, true, client_cert_subject)
+    }
+
+    fn describe(addr: SocketAddr, tls: bool, client_cert_subject: Option<HeaderValue>) -> Self {
+        let ip = addr.ip().to_string();
+        let ip_header =
+            HeaderValue::from_str(&ip).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        let proto = if tls { "https" } else { "http" };
+        let forwarded_lines = Bytes::from(format!(
+            "x-forwarded-for: {ip}\r\nx-real-ip: {ip}\r\nx-forwarded-proto: {proto}\r\n"
+        ));
         Self {
-            tls: true,
+            addr,
+            ip_header,
+            tls,
             client_cert_subject,
-            ..Self::new(addr)
+            requests_in_flight: prometheus_client::metrics::gauge::Gauge::default(),
+            forwarded_lines,
         }
     }
 
@@ -172,7 +183,11 @@ impl Peer {
 
     /// `https` or `http`, for `X-Forwarded-Proto`.
     fn proto(&self) -> HeaderValue {
-        HeaderValue::from_static(if self.tls { "https" } else { "http" })
+        HeaderValue::from_static(self.proto_text())
+    }
+
+    fn proto_text(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
     }
 }
 
@@ -270,6 +285,26 @@ pub fn set_forwarding_headers(
         if fields.may_have(ClientFields::FORWARDED) {
             headers.remove(header::FORWARDED);
         }
+    }
+}
+
+/// The forwarding fields for an untrusted peer whose head carries none, to be written beside
+/// the map ([`Forwarded`]); a client's `Forwarded` is removed here, as [`set_forwarding_headers`]
+/// does.
+pub fn forwarded_beside_map<'a>(
+    headers: &mut HeaderMap,
+    peer: &'a Peer,
+    host: Option<&HeaderValue>,
+    fields: ClientFields,
+) -> Forwarded<'a> {
+    if fields.may_have(ClientFields::FORWARDED) {
+        headers.remove(header::FORWARDED);
+    }
+    Forwarded {
+        peer_ip: &peer.ip_header,
+        proto: peer.proto_text(),
+        lines: &peer.forwarded_lines,
+        host: host.cloned(),
     }
 }
 

@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Request, Response};
+use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
@@ -26,6 +26,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
+use super::fields::OutgoingFields;
 use super::h1::{H1Body, H1Connection, H1Error, H1SendError};
 use super::tls::{UpstreamStream, UpstreamTls, describe};
 use crate::handler::body::RequestBody;
@@ -161,22 +162,21 @@ impl PooledConnection {
 
     /// Sends the request; on failure, the request comes back when sending it again is safe.
     /// Past `deadline` without a response head, it fails with [`SendFailure::TimedOut`].
-    /// `number_field` is one more field with a numeric value: written straight into an HTTP/1.1
-    /// head, added to the headers of an HTTP/2 one.
+    /// `extra`: fields Gantry adds beside the map, written straight into an HTTP/1.1 head, added
+    /// to the map of an HTTP/2 one.
     pub async fn send(
         self,
         mut req: Request<RequestBody>,
         deadline: Instant,
-        number_field: Option<(&HeaderName, u64)>,
+        extra: &OutgoingFields<'_>,
     ) -> Result<Response<UpstreamBody>, SendError> {
-        if let (Sender::Http2(_), Some((name, value))) = (&self.sender, number_field) {
-            req.headers_mut()
-                .insert(name.clone(), HeaderValue::from(value));
+        if let Sender::Http2(_) = &self.sender {
+            extra.add_to(req.headers_mut());
         }
         match self.sender {
             Sender::Http1(connection) => {
                 match connection
-                    .send_until(req, Some(deadline.into()), number_field)
+                    .send_until(req, Some(deadline.into()), extra)
                     .await
                 {
                     Ok(response) => Ok(response.map(UpstreamBody::Http1)),

@@ -194,6 +194,11 @@ pub enum Pick {
 }
 
 impl UpstreamCluster {
+    /// Whether picking a target reads a request header (consistent hashing on a header).
+    pub fn hashes_on_a_header(&self) -> bool {
+        matches!(self.hash_key, HashKey::Header(_))
+    }
+
     /// Picks an available target for a request with these headers from this client, avoiding
     /// the targets in `tried` when another is available (a retry goes elsewhere).
     pub fn pick(&self, headers: &HeaderMap, client_ip: IpAddr, tried: &[Arc<Target>]) -> Pick {

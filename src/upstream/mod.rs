@@ -8,6 +8,7 @@ pub mod client;
 pub mod clock;
 pub mod cluster;
 pub mod discovery;
+pub mod fields;
 pub mod h1;
 pub mod health;
 pub mod outlier;

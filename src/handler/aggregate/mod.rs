@@ -37,6 +37,7 @@ use crate::pipeline::fields::ClientFields;
 use crate::runtime::ServerSettings;
 use crate::server::incoming::ClientBody;
 use crate::upstream::cluster::UpstreamCluster;
+use crate::upstream::fields::AddedFields;
 
 /// Where the failed calls are listed in a partial answer.
 const ERRORS_KEY: &str = "errors";
@@ -242,6 +243,8 @@ pub async fn aggregate(
                             trace: Some(trace),
                             // The call's head is Gantry's copy, changed above: every lookup runs.
                             fields: ClientFields::ALL,
+                            // The edge put its fields in the map the calls copy.
+                            added: AddedFields::default(),
                         },
                         budget,
                         agg.max_body_bytes,
@@ -435,7 +438,7 @@ fn field(value: &Value, path: &[String]) -> Option<String> {
 /// One call: through the cluster's resilience layers, then its body read (capped) and parsed.
 async fn run_call(
     call: &Call,
-    request: UpstreamCall,
+    request: UpstreamCall<'_>,
     budget: Duration,
     max_body: usize,
     settings: &ServerSettings,

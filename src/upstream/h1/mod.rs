@@ -24,11 +24,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
-use http::{HeaderName, Method, Request, Response};
+use http::{Method, Request, Response};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 
+use super::fields::OutgoingFields;
 use super::tls::UpstreamStream;
 use crate::handler::body::RequestBody;
 
@@ -146,19 +147,20 @@ impl H1Connection {
         self: Box<Self>,
         request: Request<RequestBody>,
     ) -> Result<Response<H1Body>, H1SendError> {
-        self.send_until(request, None, None).await
+        self.send_until(request, None, &OutgoingFields::none())
+            .await
     }
 
     /// Sends `request` and reads the response head; the body streams from the returned response.
     /// The request body is written while the response is awaited, so an upstream that answers
     /// early (a 413 before the body) is heard; the connection is then not reused. Past
     /// `deadline` the exchange fails with [`H1Error::TimedOut`] (and the connection is dropped).
-    /// `number_field` is written after the request's own fields (see [`request::RequestWriter`]).
+    /// `extra` is written beside the request's own fields (see [`request::RequestWriter`]).
     pub async fn send_until(
         mut self: Box<Self>,
         request: Request<RequestBody>,
         deadline: Option<Instant>,
-        number_field: Option<(&HeaderName, u64)>,
+        extra: &OutgoingFields<'_>,
     ) -> Result<Response<H1Body>, H1SendError> {
         match (&mut self.deadline, deadline) {
             (Some(timer), Some(deadline)) => timer.as_mut().reset(deadline),
@@ -169,7 +171,7 @@ impl H1Connection {
         }
         let (mut parts, mut body) = request.into_parts();
         let head_buf = std::mem::take(&mut self.head_buf);
-        let mut writer = request::RequestWriter::new(&mut parts, &body, head_buf, number_field);
+        let mut writer = request::RequestWriter::new(&mut parts, &body, head_buf, extra);
         let mut write_error: Option<H1Error> = None;
         let method_is_head = parts.method == Method::HEAD;
         let head = poll_fn(|cx| {

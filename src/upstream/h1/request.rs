@@ -12,13 +12,14 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::Method;
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http_body::Body;
 use tokio::io::AsyncWrite;
 
 use super::H1Error;
 use crate::handler::body::RequestBody;
+use crate::upstream::fields::OutgoingFields;
 
 /// Room reserved for a request head before encoding it.
 const HEAD_ROOM: usize = 1024;
@@ -55,20 +56,20 @@ pub(super) struct RequestWriter {
 impl RequestWriter {
     /// Decides the framing (adjusting `Content-Length`/`Transfer-Encoding` in `parts`) and encodes
     /// the head into `buf` (the connection's, emptied: its room is reused).
-    /// `number_field`: one more field with a numeric value, written after the head's own
-    /// (Gantry's deadline header: no `HeaderValue` is allocated for it and no map insert hashes it).
+    /// `extra`: the fields Gantry adds beside the map (`Host`, forwarding, trace, deadline),
+    /// written as bytes: no `HeaderValue` is built for them and no map insert hashes them.
     pub(super) fn new(
         parts: &mut Parts,
         body: &RequestBody,
         mut buf: BytesMut,
-        number_field: Option<(&HeaderName, u64)>,
+        extra: &OutgoingFields<'_>,
     ) -> Self {
         let framing = decide_framing(parts, body);
         buf.clear();
         // Room for a usual head; a larger one grows the buffer, which keeps its size.
         buf.reserve(HEAD_ROOM);
         let mut prefix = buf;
-        encode_head(parts, number_field, &mut prefix);
+        encode_head(parts, extra, &mut prefix);
         Self {
             framing,
             prefix,
@@ -291,8 +292,9 @@ fn push_chunk_size(out: &mut BytesMut, len: usize) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// `METHOD path?query HTTP/1.1`, the fields as they are, and the blank line.
-fn encode_head(parts: &Parts, number_field: Option<(&HeaderName, u64)>, out: &mut BytesMut) {
+/// `METHOD path?query HTTP/1.1`, `Host` when `extra` replaces it, the fields as they are, the
+/// fields of `extra`, and the blank line.
+fn encode_head(parts: &Parts, extra: &OutgoingFields<'_>, out: &mut BytesMut) {
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.extend_from_slice(b" ");
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -302,17 +304,17 @@ fn encode_head(parts: &Parts, number_field: Option<(&HeaderName, u64)>, out: &mu
         target.as_bytes()
     });
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    extra.write_h1_host(out);
+    let skip_host = extra.replaces_host();
     for (name, value) in &parts.headers {
+        if skip_host && name == header::HOST {
+            continue;
+        }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if let Some((name, value)) = number_field {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(crate::http1::decimal(value, &mut [0; 20]));
-        out.extend_from_slice(b"\r\n");
-    }
+    extra.write_h1(out);
     out.extend_from_slice(b"\r\n");
 }
