@@ -87,7 +87,8 @@ impl IdleTimer {
 pub struct RequestBody {
     /// A body read ahead so the request can be sent again (retries), served before `inner`.
     buffered: Option<Bytes>,
-    buffered_trailers: Option<http::HeaderMap>,
+    /// Boxed (trailers are rare): the body moves with its request through every layer.
+    buffered_trailers: Option<Box<http::HeaderMap>>,
     inner: Option<ClientBody>,
     limit: u64,
     received: u64,
@@ -126,7 +127,7 @@ impl RequestBody {
     pub fn buffered(data: Bytes, trailers: Option<http::HeaderMap>) -> Self {
         let mut body = Self::empty();
         body.buffered = Some(data).filter(|d| !d.is_empty());
-        body.buffered_trailers = trailers;
+        body.buffered_trailers = trailers.map(Box::new);
         body
     }
 
@@ -155,7 +156,7 @@ impl Body for RequestBody {
             return Poll::Ready(Some(Ok(Frame::data(data))));
         }
         if let Some(trailers) = this.buffered_trailers.take() {
-            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+            return Poll::Ready(Some(Ok(Frame::trailers(*trailers))));
         }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
@@ -207,8 +208,9 @@ pub struct ConnectionLease {
     pub target: Arc<Target>,
     /// Keeps the target's in-flight count up while the body streams.
     pub in_flight: InFlightGuard,
-    /// The upstream's load-shedding slot, freed when the body ends.
-    pub shed: Option<crate::upstream::shed::ShedPermit>,
+    /// The upstream's load-shedding slot, freed when the body ends. Boxed (only upstreams that
+    /// shed have one): the lease rides in every response, which moves many times on its way out.
+    pub shed: Option<Box<crate::upstream::shed::ShedPermit>>,
 }
 
 impl ConnectionLease {
@@ -233,8 +235,8 @@ enum ResponseKind {
         inner: UpstreamBody,
         idle: IdleTimer,
         lease: Option<ConnectionLease>,
-        /// A failure held back for one poll (see `poll_frame`).
-        failed: Option<BodyFailure>,
+        /// A failure held back for one poll (see `poll_frame`); boxed, as it is rare.
+        failed: Option<Box<BodyFailure>>,
     },
 }
 
@@ -294,7 +296,7 @@ impl Body for ResponseBody {
             ResponseKind::Upstream {
                 failed: failed @ Some(_),
                 ..
-            } => Poll::Ready(failed.take().map(|failure| Err(BodyError(failure)))),
+            } => Poll::Ready(failed.take().map(|failure| Err(BodyError(*failure)))),
             ResponseKind::Upstream {
                 inner,
                 idle,
@@ -313,7 +315,7 @@ impl Body for ResponseBody {
                         // hyper's server drops what it has buffered when a body fails; one
                         // Pending first lets it flush the head and the bytes already passed on,
                         // so the client sees a truncated response rather than none at all.
-                        *failed = Some(failure);
+                        *failed = Some(Box::new(failure));
                         cx.waker().wake_by_ref();
                         Poll::Pending
                     }

@@ -584,7 +584,7 @@ async fn forward_with_retries(
     let lease = ConnectionLease {
         target,
         in_flight,
-        shed: shed_permit,
+        shed: shed_permit.map(Box::new),
     };
     finish_response(response, lease, cluster, settings, client_upgrade)
 }
