@@ -480,22 +480,27 @@ fn parsed_host_name(host: &HeaderValue) -> Result<Cow<'_, str>, GatewayError> {
 /// empty) with an optional numeric port. Anything else (`None`) takes the full parse, which
 /// decides the same for these inputs; this only skips its cost on every request.
 fn plain_host_name(bytes: &[u8]) -> Option<&str> {
-    let (name, port) = match bytes.iter().position(|b| *b == b':') {
-        Some(colon) => (&bytes[..colon], Some(&bytes[colon + 1..])),
-        None => (bytes, None),
-    };
-    if name.is_empty()
-        || !name
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-'))
-    {
+    // One pass: the name's bytes up to the first `:`, then a port of 1–5 digits up to 65535.
+    let mut name_end = bytes.len();
+    for (i, b) in bytes.iter().enumerate() {
+        match b {
+            b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' => {}
+            b':' => {
+                name_end = i;
+                break;
+            }
+            _ => return None,
+        }
+    }
+    let name = &bytes[..name_end];
+    if name.is_empty() {
         return None;
     }
-    if let Some(port) = port {
-        // `u16` parsing also rejects an empty port and a sign.
-        if port.first().is_none_or(|b| !b.is_ascii_digit())
-            || std::str::from_utf8(port).ok()?.parse::<u16>().is_err()
-        {
+    if let Some(port) = bytes.get(name_end + 1..) {
+        let value = port.iter().try_fold(0_u32, |n, b| {
+            b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+        });
+        if port.is_empty() || port.len() > 5 || value.is_none_or(|v| v > u32::from(u16::MAX)) {
             return None;
         }
     }
@@ -583,6 +588,11 @@ mod tests {
             "127.0.0.1:9",
             "h_st",
             "host%2f",
+            "host:0080",
+            "host:00000080",
+            "host:99999",
+            "host:8a",
+            "host:80 ",
         ];
         let mut fast = 0;
         for input in inputs {
