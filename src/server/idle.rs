@@ -18,7 +18,7 @@
 //! nothing left to send still gets an orderly FIN.
 
 use std::io;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -77,7 +77,12 @@ impl Ticker {
         if registered && !self.sleep.is_elapsed() {
             return false;
         }
-        if self.sleep.as_mut().poll(cx).is_pending() {
+        // Unconstrained: out of coop budget a poll is Pending without registering the waker, and
+        // the check above would then trust a registration that never happened.
+        if pin!(tokio::task::unconstrained(self.sleep.as_mut()))
+            .poll(cx)
+            .is_pending()
+        {
             if !registered {
                 self.waker = Some(cx.waker().clone());
             }
@@ -243,6 +248,26 @@ impl<S: AsyncWrite + AbortOnClose + Unpin> AsyncWrite for IdleIo<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_ticker_wakes_its_task_at_each_tick() {
+        let mut ticker = Ticker::new(Duration::from_millis(5));
+        for _ in 0..3 {
+            // Hangs (and times out) if a tick went by without waking the task.
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                std::future::poll_fn(|cx| {
+                    if ticker.poll_tick(cx) {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    }
+                }),
+            )
+            .await
+            .expect("the tick woke the task");
+        }
+    }
 
     #[test]
     fn idle_after_a_whole_timeout_of_quiet_ticks() {
