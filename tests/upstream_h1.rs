@@ -181,6 +181,47 @@ routes:
 }
 
 #[tokio::test]
+async fn idle_connections_past_the_idle_timeout_are_closed_by_the_sweep() {
+    // The upstream never closes a connection: only the pool's idle expiry can.
+    let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let upstream = RawUpstream::start(move |mut conn| {
+        let closed = closed_tx.clone();
+        async move {
+            while conn.read_request().await.is_some() {
+                let _ = conn
+                    .write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+            }
+            let _ = closed.send(());
+        }
+    })
+    .await;
+    let yaml = format!(
+        "version: 1
+listeners: [{{ name: public, address: \"127.0.0.1:0\" }}]
+admin: {{ address: \"127.0.0.1:0\" }}
+observability: {{ access_log: {{ format: off }} }}
+upstreams:
+  svc: {{ targets: [{{ url: \"{}\" }}], timeouts: {{ idle: 300ms }} }}
+routes:
+  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
+",
+        upstream.url()
+    );
+    let gw = TestGateway::start_with(&yaml, &[]).await;
+    let response = get_root(&http1_client(), &gw).await;
+    assert_eq!(response.text(), "ok");
+    tokio::time::timeout(std::time::Duration::from_secs(10), closed_rx.recv())
+        .await
+        .expect("the idle connection was closed by the gateway");
+    gw.wait_for_upstream("svc", "no idle connection", |svc| {
+        svc["targets"][0]["idle_connections"] == 0
+    })
+    .await;
+    assert_eq!(upstream.connection_count(), 1);
+}
+
+#[tokio::test]
 async fn bytes_an_upstream_sends_right_after_its_101_reach_the_websocket_client() {
     use futures_util::StreamExt as _;
     // A server that speaks first: its greeting frame goes out in the same write as the 101, so

@@ -9,6 +9,7 @@
 //! opens and when a keep-alive connection goes idle waiting for the next request. So an idle
 //! HTTP/1.1 connection is closed after `min(header_read_timeout, idle_timeout)`; [`IdleIo`] closes
 //! any connection (HTTP/1 or HTTP/2) that moved no bytes in either direction for `idle_timeout`.
+//! Both timers tick at a quarter of their timeout, so each fires up to a quarter late, never early.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
