@@ -136,6 +136,27 @@ async fn a_chunked_upload_of_unknown_length_reaches_the_upstream_chunked() {
     assert_eq!(decoded, b"hello world");
 }
 
+/// A gateway (with its admin API) whose one upstream `svc` is `upstream` plus `settings`, after
+/// one request answered `ok` left a connection in the pool.
+async fn pooled_gateway(upstream: &RawUpstream, settings: &str) -> TestGateway {
+    let yaml = format!(
+        "version: 1
+listeners: [{{ name: public, address: \"127.0.0.1:0\" }}]
+admin: {{ address: \"127.0.0.1:0\" }}
+observability: {{ access_log: {{ format: off }} }}
+upstreams:
+  svc: {{ targets: [{{ url: \"{}\" }}]{settings} }}
+routes:
+  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
+",
+        upstream.url()
+    );
+    let gw = TestGateway::start_with(&yaml, &[]).await;
+    let response = get_root(&http1_client(), &gw).await;
+    assert_eq!(response.text(), "ok");
+    gw
+}
+
 #[tokio::test]
 async fn idle_connections_the_upstream_closes_are_swept_from_the_pool() {
     // Keeps each connection open until the gateway has had its answer, then closes it while it
@@ -154,21 +175,7 @@ async fn idle_connections_the_upstream_closes_are_swept_from_the_pool() {
         }
     })
     .await;
-    let yaml = format!(
-        "version: 1
-listeners: [{{ name: public, address: \"127.0.0.1:0\" }}]
-admin: {{ address: \"127.0.0.1:0\" }}
-observability: {{ access_log: {{ format: off }} }}
-upstreams:
-  svc: {{ targets: [{{ url: \"{}\" }}] }}
-routes:
-  - {{ name: all, match: {{ path_prefix: / }}, upstream: svc }}
-",
-        upstream.url()
-    );
-    let gw = TestGateway::start_with(&yaml, &[]).await;
-    let response = get_root(&http1_client(), &gw).await;
-    assert_eq!(response.text(), "ok");
+    let gw = pooled_gateway(&upstream, "").await;
     gw.wait_for_upstream("svc", "one idle connection", |svc| {
         svc["targets"][0]["idle_connections"] == 1
     })
@@ -178,6 +185,33 @@ routes:
         svc["targets"][0]["idle_connections"] == 0
     })
     .await;
+}
+
+#[tokio::test]
+async fn idle_connections_past_the_idle_timeout_are_closed_by_the_sweep() {
+    // The upstream never closes a connection: only the pool's idle expiry can.
+    let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel();
+    let upstream = RawUpstream::start(move |mut conn| {
+        let closed = closed_tx.clone();
+        async move {
+            while conn.read_request().await.is_some() {
+                let _ = conn
+                    .write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+            }
+            let _ = closed.send(());
+        }
+    })
+    .await;
+    let gw = pooled_gateway(&upstream, ", timeouts: { idle: 300ms }").await;
+    tokio::time::timeout(std::time::Duration::from_secs(10), closed_rx.recv())
+        .await
+        .expect("the idle connection was closed by the gateway");
+    gw.wait_for_upstream("svc", "no idle connection", |svc| {
+        svc["targets"][0]["idle_connections"] == 0
+    })
+    .await;
+    assert_eq!(upstream.connection_count(), 1);
 }
 
 #[tokio::test]

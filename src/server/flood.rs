@@ -7,8 +7,9 @@
 //! but the connection lives on until `idle_timeout` and costs a task and buffers all that time.
 //! Envoy's flood protection closes such connections; this does the same. The wrapper never
 //! changes a byte: it only looks at the 9-byte frame headers (length, type, flags, stream id)
-//! as they pass, so HTTP/1.1 connections (which do not start with the h2 preface) pay nothing
-//! after their first bytes.
+//! as they pass. Only connections known to speak HTTP/2 are wrapped (prior knowledge, ALPN `h2`,
+//! or the preface sniffed by the HTTP/1.1 server, whose bytes are read again through the guard):
+//! an HTTP/1.1 connection never meets it.
 //!
 //! On a flood it tries to write `GOAWAY ENHANCE_YOUR_CALM` itself, but only when the outbound
 //! byte stream sits at a frame boundary (it tracks the server's own frame headers too), so the

@@ -9,6 +9,7 @@
 //! opens and when a keep-alive connection goes idle waiting for the next request. So an idle
 //! HTTP/1.1 connection is closed after `min(header_read_timeout, idle_timeout)`; [`IdleIo`] closes
 //! any connection (HTTP/1 or HTTP/2) that moved no bytes in either direction for `idle_timeout`.
+//! Both timers tick at a quarter of their timeout, so each fires up to a quarter late, never early.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -126,18 +127,16 @@ pub async fn serve(
                 watcher: drain.watcher(),
                 permit,
                 in_flight: in_flight.clone(),
-                flood_limit: flood_limit(&snapshot),
-                floods: floods.clone(),
+                flood: Flood {
+                    limit: flood_limit(&snapshot),
+                    floods: floods.clone(),
+                    peer,
+                },
             });
             continue;
         }
-        let io = FloodGuard::new(
-            IdleIo::new(stream, snapshot.server.limits.idle_timeout)
-                .reclaimable(reclaimer.register()),
-            flood_limit(&snapshot),
-            floods.clone(),
-            peer,
-        );
+        let io = IdleIo::new(stream, snapshot.server.limits.idle_timeout)
+            .reclaimable(reclaimer.register());
         let peer_info = Arc::new(Peer::new(peer).counted_in(in_flight.clone()));
         let connection = serve_cleartext(
             Box::new(io),
@@ -145,6 +144,11 @@ pub async fn serve(
             Arc::clone(&state),
             peer_info,
             drain.watcher(),
+            Flood {
+                limit: flood_limit(&snapshot),
+                floods: floods.clone(),
+                peer,
+            },
         );
         tokio::spawn(async move {
             connection.await;
@@ -166,8 +170,22 @@ struct TlsConnection {
     watcher: DrainWatch,
     permit: OwnedSemaphorePermit,
     in_flight: prometheus_client::metrics::gauge::Gauge,
-    flood_limit: u32,
+    flood: Flood,
+}
+
+/// What an HTTP/2 connection's [`FloodGuard`] needs. Only connections known to speak HTTP/2 are
+/// wrapped: for HTTP/1.1 the guard would be a layer on every read and write that never finds a
+/// frame.
+struct Flood {
+    limit: u32,
     floods: prometheus_client::metrics::counter::Counter,
+    peer: SocketAddr,
+}
+
+impl Flood {
+    fn guard<S>(self, io: S) -> FloodGuard<S> {
+        FloodGuard::new(io, self.limit, self.floods, self.peer)
+    }
 }
 
 /// Handshakes off the accept loop (a slow client must not stall accepting), then serves HTTP/1.1
@@ -186,8 +204,7 @@ fn spawn_tls_connection(conn: TlsConnection) {
             watcher,
             permit,
             in_flight,
-            flood_limit,
-            floods,
+            flood,
         } = conn;
         let Ok((io, negotiated)) = tls.accept(stream, peer, &listener, idle_timeout).await else {
             // Counted and logged by `accept`; dropping the stream closes it.
@@ -195,10 +212,9 @@ fn spawn_tls_connection(conn: TlsConnection) {
             return;
         };
         let peer_info = Arc::new(Peer::tls(peer, negotiated.client_subject).counted_in(in_flight));
-        let io = FloodGuard::new(io, flood_limit, floods, peer);
         // RFC 9113 §3.2: over TLS, h2 is chosen by ALPN only; without it, HTTP/1.1.
         if negotiated.h2 {
-            serve_h2(io, &protocols.h2, state, peer_info, watcher).await;
+            serve_h2(flood.guard(io), &protocols.h2, state, peer_info, watcher).await;
         } else {
             let options = H1Options {
                 sniff_h2: false,
@@ -253,9 +269,10 @@ async fn serve_cleartext(
     state: Arc<EdgeState>,
     peer: Arc<Peer>,
     watcher: DrainWatch,
+    flood: Flood,
 ) {
     if !protocols.http1 {
-        serve_h2(io, &protocols.h2, state, peer, watcher).await;
+        serve_h2(flood.guard(io), &protocols.h2, state, peer, watcher).await;
         return;
     }
     let ended = h1::serve(
@@ -266,8 +283,9 @@ async fn serve_cleartext(
         protocols.h1.clone(),
     )
     .await;
+    // The guard sees the preface and every frame after it: the sniffed bytes are read again.
     if let h1::Ended::H2(io) = ended {
-        serve_h2(io, &protocols.h2, state, peer, watcher).await;
+        serve_h2(flood.guard(io), &protocols.h2, state, peer, watcher).await;
     }
 }
 

@@ -216,14 +216,23 @@ impl PooledConnection {
 
 struct IdleConnection {
     connection: Box<H1Connection>,
+    /// The pool's clock when the connection came back (see [`IdleList::clock`]).
     idle_since: Instant,
+}
+
+/// The idle connections, oldest first.
+struct IdleList {
+    connections: Vec<IdleConnection>,
+    /// The time of the last sweep. Why not `Instant::now()`: two clock reads per request (stamp
+    /// and expiry check) for a housekeeping bound; the once-a-second sweep reads the clock anyway.
+    clock: Instant,
 }
 
 /// Keep-alive connections to one target address.
 pub struct ConnectionPool {
     authority: String,
     settings: PoolSettings,
-    idle: Mutex<Vec<IdleConnection>>,
+    idle: Mutex<IdleList>,
     open: Arc<Semaphore>,
     /// Signalled when a connection goes back to the idle list.
     returned: Notify,
@@ -237,7 +246,10 @@ impl ConnectionPool {
         Self {
             authority,
             settings,
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(IdleList {
+                connections: Vec::new(),
+                clock: Instant::now(),
+            }),
             open,
             returned: Notify::new(),
             shared_h2: Mutex::new(None),
@@ -251,7 +263,7 @@ impl ConnectionPool {
 
     /// Connections sitting idle right now.
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().map_or(0, |idle| idle.len())
+        self.idle.lock().map_or(0, |idle| idle.connections.len())
     }
 
     /// A ready connection: the most recently idle one, or a new one (waiting for a slot under the cap).
@@ -315,41 +327,39 @@ impl ConnectionPool {
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };
-        if idle.len() >= self.settings.max_idle {
+        if idle.connections.len() >= self.settings.max_idle {
             return;
         }
-        idle.push(IdleConnection {
+        let idle_since = idle.clock;
+        idle.connections.push(IdleConnection {
             connection,
-            idle_since: Instant::now(),
+            idle_since,
         });
         drop(idle);
         self.returned.notify_one();
     }
 
-    /// Closes idle connections the upstream has closed (or written to) and those past the idle
-    /// timeout. Nobody reads an idle connection, so without this a closed one would hold its
-    /// socket (CLOSE_WAIT) until the next request to the target.
+    /// Closes idle connections the upstream has closed (or written to) and those that would pass
+    /// the idle timeout before the next sweep. Nobody reads an idle connection, so without this
+    /// a closed one would hold its socket (CLOSE_WAIT) until the next request to the target.
+    ///
+    /// This is the only idle expiry (a checkout does not read the clock): a connection's stamp is
+    /// the sweep before it came back, so with a sweep every [`SWEEP_EVERY`] a connection is never
+    /// reused past the idle timeout and is closed up to two sweeps before it.
     pub fn sweep(&self) {
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };
         let now = Instant::now();
-        idle.retain_mut(|entry| {
-            now.duration_since(entry.idle_since) < self.settings.idle_timeout
+        idle.clock = now;
+        idle.connections.retain_mut(|entry| {
+            now.duration_since(entry.idle_since) + SWEEP_EVERY < self.settings.idle_timeout
                 && !entry.connection.is_stale()
         });
     }
 
     fn pop_idle(&self) -> Option<IdleConnection> {
-        let mut idle = self.idle.lock().ok()?;
-        let now = Instant::now();
-        // Expired connections sit at the bottom (oldest first); drop them.
-        let expired = idle
-            .iter()
-            .take_while(|c| now.duration_since(c.idle_since) >= self.settings.idle_timeout)
-            .count();
-        idle.drain(..expired);
-        idle.pop()
+        self.idle.lock().ok()?.connections.pop()
     }
 
     async fn checkout_h2(&self) -> Result<PooledConnection, ConnectError> {
@@ -440,7 +450,7 @@ impl ConnectionPool {
 }
 
 /// How often idle HTTP/1.1 connections are swept (see [`ConnectionPool::sweep`]).
-const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Sweeps the pools of an HTTP/1.1 cluster's targets every second while the cluster is alive
 /// (restarted with the other upstream tasks on reload). `None` for HTTP/2 clusters, whose one

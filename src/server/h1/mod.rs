@@ -11,7 +11,9 @@
 //! The rules, besides those of [`head`]:
 //! - A head must arrive whole within `header_read_timeout` of the connection opening, or of the
 //!   previous answer (an idle keep-alive connection waits the same): a partial head gets a 408,
-//!   a silent connection is just closed.
+//!   a silent connection is just closed. Like [`IdleIo`], the timer ticks every quarter of the
+//!   timeout instead of reading the clock for every request, so the 408 or close comes between
+//!   `header_read_timeout` and `1.25 × header_read_timeout`, never before.
 //! - A head that cannot be parsed gets a problem+json 400 (414/431 when too large) and the
 //!   connection is closed: the bytes after it cannot be trusted to start a request.
 //! - While a request is being answered, the connection watches for the client closing (once the
@@ -42,13 +44,16 @@ use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use tokio::io::AsyncWrite;
 use tokio::sync::oneshot;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 pub use body::H1RequestBody;
 use body::{SharedWire, Wire, lock};
 use response::{Answering, DateCache, OutFraming};
 
 use super::drain::DrainWatch;
+#[cfg(doc)]
+use super::idle::IdleIo;
+use super::idle::{TICKS, Ticker};
 use super::incoming::{BoxIo, ClientBody, H1UpgradeSlot};
 use super::prefixed::Prefixed;
 use crate::error::GatewayError;
@@ -163,24 +168,26 @@ struct Connection {
     fields: Vec<head::Field>,
     date: DateCache,
     options: H1Options,
-    /// The head-read timer: armed once, pushed out lazily to `head_deadline` when it fires early.
-    timer: Pin<Box<Sleep>>,
-    head_deadline: Instant,
+    /// The head-read timer, ticking every quarter of `header_read_timeout`.
+    timer: Ticker,
+    /// Ticks seen while waiting for the current head; the first may have fired before the wait
+    /// began, so the head is late once it exceeds [`TICKS`].
+    head_ticks: u32,
     /// The listener is shutting down: no request after the one in flight.
     draining: bool,
 }
 
 impl Connection {
     fn new(io: BoxIo, options: H1Options) -> Self {
-        let head_deadline = Instant::now() + options.header_read_timeout;
+        let timer = Ticker::new(options.header_read_timeout / TICKS);
         Self {
             wire: Arc::new(Mutex::new(Wire::new(io, options.max_head))),
             out: Vec::new(),
             fields: Vec::new(),
             date: DateCache::new(),
             options,
-            timer: Box::pin(tokio::time::sleep_until(head_deadline)),
-            head_deadline,
+            timer,
+            head_ticks: 0,
             draining: false,
         }
     }
@@ -192,7 +199,7 @@ impl Connection {
         mut draining: Pin<&mut Fuse<D>>,
         first: bool,
     ) -> HeadWait {
-        let mut deadline_set = false;
+        let mut waiting = false;
         poll_fn(|cx| {
             loop {
                 let mut wire = lock(&self.wire);
@@ -225,12 +232,13 @@ impl Connection {
                 if idle && self.draining {
                     return Poll::Ready(HeadWait::Draining);
                 }
-                if !deadline_set {
-                    deadline_set = true;
-                    self.head_deadline = Instant::now() + self.options.header_read_timeout;
+                if !waiting {
+                    waiting = true;
+                    self.head_ticks = 0;
                 }
-                while self.timer.as_mut().poll(cx).is_ready() {
-                    if Instant::now() >= self.head_deadline {
+                while self.timer.poll_tick(cx) {
+                    self.head_ticks += 1;
+                    if self.head_ticks > TICKS {
                         return Poll::Ready(if idle {
                             HeadWait::Closed
                         } else {
@@ -239,8 +247,6 @@ impl Connection {
                             })
                         });
                     }
-                    let deadline = self.head_deadline;
-                    self.timer.as_mut().reset(deadline);
                 }
                 return Poll::Pending;
             }
