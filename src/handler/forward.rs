@@ -51,28 +51,6 @@ pub const FALLBACK_HEADER: HeaderName = HeaderName::from_static("gantry-fallback
 const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
-/// A request ready to forward: its head (already cleaned at the edge), body and target path.
-pub struct ForwardRequest<'a> {
-    /// Method, headers (edge-cleaned), version.
-    pub parts: Parts,
-    /// The client's body.
-    pub body: ClientBody,
-    /// Path (normalised, rewritten) and query to send upstream.
-    pub path_and_query: String,
-    /// Host the client addressed (Host or `:authority`), sent upstream with `host_header: preserve`.
-    pub host: Option<HeaderValue>,
-    /// Client IP, for consistent hashing.
-    pub client_ip: IpAddr,
-    /// The client's side of a WebSocket upgrade, when the route allows it and it was asked for.
-    pub client_upgrade: Option<ClientUpgrade>,
-    /// The request's trace: each try gets a child span in `traceparent`.
-    pub trace: TraceContext,
-    /// Which fields of interest the client's head carries.
-    pub fields: ClientFields,
-    /// Fields the edge adds beside the head's map (see [`AddedFields`]).
-    pub added: AddedFields<'a>,
-}
-
 /// A route's static stand-in answer (`routes[].fallback`).
 #[derive(Debug, Clone)]
 pub struct Fallback {
@@ -88,36 +66,13 @@ pub struct Fallback {
 /// upstream is open-circuited, has no healthy target or ran out of time.
 pub async fn forward(
     route: &Route,
-    request: ForwardRequest<'_>,
+    call: UpstreamCall<'_>,
     settings: &ServerSettings,
     record: &mut AccessRecord,
 ) -> Result<Response<ResponseBody>, GatewayError> {
     let Some(cluster) = route.upstream.as_deref() else {
         // Compilation gives every forwarding route an upstream; an aggregate route never gets here.
         return Err(GatewayError::Internal);
-    };
-    let ForwardRequest {
-        parts,
-        body,
-        path_and_query,
-        host,
-        client_ip,
-        client_upgrade,
-        trace,
-        fields,
-        added,
-    } = request;
-    let call = UpstreamCall {
-        parts,
-        body: OutgoingBody::Client(body),
-        path_and_query,
-        host,
-        client_ip,
-        client_upgrade,
-        budget: None,
-        trace: Some(trace),
-        fields,
-        added,
     };
     let result =
         forward_with_retries(cluster, call, settings, route.metrics.upstream(), record).await;

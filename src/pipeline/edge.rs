@@ -32,7 +32,7 @@ use super::headers::{
 use crate::error::GatewayError;
 use crate::handler::aggregate::AggregateRequest;
 use crate::handler::body::ResponseBody;
-use crate::handler::forward::{ForwardRequest, forward};
+use crate::handler::forward::{OutgoingBody, UpstreamCall, forward};
 use crate::observe::access_log::{AccessLog, AccessRecord, redact_path_and_query};
 use crate::observe::metrics::RequestObservation;
 use crate::observe::tracing::TraceContext;
@@ -373,14 +373,15 @@ async fn route_and_forward(
     }
     let response = forward(
         route,
-        ForwardRequest {
+        UpstreamCall {
             parts,
-            body,
+            body: OutgoingBody::Client(body),
             path_and_query,
             host,
             client_ip: client,
             client_upgrade,
-            trace,
+            budget: None,
+            trace: Some(trace),
             fields,
             added,
         },
@@ -566,6 +567,32 @@ fn log_error(err: &GatewayError, request_id: &HeaderValue) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_request_ids_are_uuid_v7_of_now() {
+        let before = std::time::SystemTime::now();
+        let a = new_request_id();
+        let b = new_request_id();
+        assert_ne!(a, b);
+        for id in [a, b] {
+            let text = id.to_str().unwrap();
+            let parsed = uuid::Uuid::parse_str(text).unwrap();
+            assert_eq!(
+                parsed.hyphenated().to_string(),
+                text,
+                "lowercase, hyphenated"
+            );
+            assert_eq!(parsed.get_version_num(), 7);
+            assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
+            let (secs, nanos) = parsed.get_timestamp().unwrap().to_unix();
+            let stamped = std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos);
+            let early = before - std::time::Duration::from_millis(1);
+            assert!(
+                stamped >= early && stamped <= std::time::SystemTime::now(),
+                "{text}"
+            );
+        }
+    }
 
     /// The fast path must decide exactly as the full parse for every input it accepts.
     #[test]
