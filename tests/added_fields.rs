@@ -8,8 +8,9 @@ mod support;
 
 use http::Request;
 use support::body::empty;
-use support::client::{RawConn, http1_client};
+use support::client::{RawConn, h2_client, http1_client};
 use support::gateway::TestGateway;
+use support::raw_upstream::RawUpstream;
 use support::recording::RecordingBackend;
 use support::upstream::Upstream;
 
@@ -167,4 +168,41 @@ async fn consistent_hashing_on_an_added_field_sees_it() {
     }
     let counts = (a.request_count(), b.request_count());
     assert!(counts == (20, 0) || counts == (0, 20), "{counts:?}");
+}
+
+#[tokio::test]
+async fn the_request_id_replaces_the_upstreams_own_for_http1_and_http2_clients() {
+    // The edge leaves the request id out of the response's map for Gantry's HTTP/1.1 server, which
+    // writes it into the head itself; the HTTP/2 server gets it in the map. Either way an upstream's
+    // own fields of that name do not reach the client.
+    let upstream = RawUpstream::start(|mut conn| async move {
+        while conn.read_request().await.is_some() {
+            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-request-id: upstream-1\r\n\
+                           X-Request-Id: upstream-2\r\nx-kept: yes\r\n\r\nok";
+            if conn.write(answer).await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    let url = format!("http://{}", upstream.addr());
+    let gw = TestGateway::simple(&url, "", ROUTE_ALL, "").await;
+
+    let mut conn = RawConn::connect(gw.addr).await;
+    conn.send(b"GET / HTTP/1.1\r\nHost: a.example\r\nX-Request-Id: client-7\r\n\r\n")
+        .await
+        .unwrap();
+    let response = conn.read_response().await.unwrap();
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.header_all("x-request-id"), vec!["client-7"]);
+    assert_eq!(response.header_all("x-kept"), vec!["yes"]);
+
+    let request = Request::get(gw.url("/"))
+        .header("x-request-id", "client-8")
+        .body(empty())
+        .unwrap();
+    let response = h2_client().fetch(request).await;
+    assert_eq!(response.status, 200);
+    let ids: Vec<_> = response.headers.get_all("x-request-id").iter().collect();
+    assert_eq!(ids, vec!["client-8"]);
 }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use futures_util::FutureExt;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Version};
 
 use super::fields::ClientFields;
@@ -65,6 +65,31 @@ pub async fn handle(
     req: Request<ClientBody>,
     fields: ClientFields,
 ) -> Result<Response<ResponseBody>, Infallible> {
+    let Answer {
+        mut response,
+        request_id: (name, value),
+    } = answer(state, peer, req, fields).await;
+    // `insert`: an upstream's own field of that name is replaced.
+    response.headers_mut().insert(name, value);
+    Ok(response)
+}
+
+/// An answer, and the request id its head must carry (replacing any field of that name).
+pub struct Answer {
+    /// The response, without the request id field.
+    pub response: Response<ResponseBody>,
+    /// The configured request id field and its value.
+    pub request_id: (HeaderName, HeaderValue),
+}
+
+/// [`handle`], leaving the request id for the caller to add: Gantry's HTTP/1.1 server writes it
+/// straight into the encoded head (a map insert hashes the name and searches the map).
+pub async fn answer(
+    state: Arc<EdgeState>,
+    peer: Arc<Peer>,
+    req: Request<ClientBody>,
+    fields: ClientFields,
+) -> Answer {
     let runtime = state.runtime.load_full();
     let settings = &runtime.server;
     // The parse knows `X-Request-Id` only; another configured name is looked up every time.
@@ -176,10 +201,10 @@ pub async fn handle(
         response.headers_mut().extend(rate);
     }
     record.status = response.status().as_u16();
-    response
-        .headers_mut()
-        .insert(settings.request_id_header.clone(), request_id);
-    Ok(response.map(|body| body.with_record(record)))
+    Answer {
+        response: response.map(|body| body.with_record(record)),
+        request_id: (settings.request_id_header.clone(), request_id),
+    }
 }
 
 /// Everything between the edge checks and the handler; errors bubble up with `?`.

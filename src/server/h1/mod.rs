@@ -40,6 +40,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::Fuse;
+use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use tokio::io::AsyncWrite;
@@ -278,7 +279,7 @@ impl Connection {
             keep_alive: false,
             accepts_trailers: false,
         };
-        let _ = self.respond(response, answering, None).await;
+        let _ = self.respond(response, answering, None, None).await;
         self.close(true).await;
     }
 
@@ -319,18 +320,21 @@ impl Connection {
             sender
         });
         // Pinned where it is built: the request's future is large, and is never moved.
-        let handling = pin!(edge::handle(
+        let handling = pin!(edge::answer(
             Arc::clone(state),
             Arc::clone(peer),
             request,
             fields_seen
         ));
-        let Some(response) = self.answer(handling).await else {
+        let Some(answer) = self.answer(handling).await else {
             // The client left before the answer: the request's future was dropped (cancelled).
             return Next::Close;
         };
-        let Ok(response) = response;
-        match self.respond(response, answering, upgrade).await {
+        let (name, value) = &answer.request_id;
+        match self
+            .respond(answer.response, answering, upgrade, Some((name, value)))
+            .await
+        {
             Ok(true) => {}
             Ok(false) | Err(_) => {
                 // Linger only when upload bytes may still be on their way.
@@ -371,11 +375,13 @@ impl Connection {
 
     /// Writes the answer. `Ok(true)`: the connection may carry another request (as far as the
     /// answer goes); `Ok(false)`: it must close (or was handed to an upgrade).
+    /// `request_id`: written into the head, replacing the map's fields of that name.
     async fn respond(
         &mut self,
         response: Response<ResponseBody>,
         mut answering: Answering,
         upgrade: Option<oneshot::Sender<BoxIo>>,
+        request_id: Option<(&HeaderName, &HeaderValue)>,
     ) -> io::Result<bool> {
         let (mut parts, mut body) = response.into_parts();
         {
@@ -396,6 +402,7 @@ impl Connection {
             answering,
             &body.size_hint(),
             &mut self.date,
+            request_id,
         );
         if parts.status == StatusCode::SWITCHING_PROTOCOLS {
             self.flush().await?;

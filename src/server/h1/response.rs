@@ -5,7 +5,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{StatusCode, Version};
 use http_body::SizeHint;
 
@@ -69,12 +69,15 @@ impl DateCache {
 /// One look at the names finds what the rules need; the fields the server adds or drops are
 /// written or skipped as the head is encoded, so the map itself is neither searched nor changed
 /// (it is taken `&mut` only for the caller's sake).
+/// `replacing`: a field written after the head's own, replacing every field of that name in the
+/// map (the request id, which the edge leaves out of the map for this: no insert hashes it).
 pub fn encode_head(
     out: &mut Vec<u8>,
     parts: &mut http::response::Parts,
     answering: Answering,
     body_hint: &SizeHint,
     date: &mut DateCache,
+    replacing: Option<(&HeaderName, &HeaderValue)>,
 ) -> (OutFraming, bool) {
     let status = parts.status;
     let headers = &parts.headers;
@@ -145,13 +148,18 @@ pub fn encode_head(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     out.extend_from_slice(b"\r\n");
+    let replaced = replacing.map(|(name, _)| name);
     for (name, value) in headers {
         let skipped = name == header::TRANSFER_ENCODING
             || (skip_length && name == header::CONTENT_LENGTH)
-            || (replace_connection && name == header::CONNECTION);
+            || (replace_connection && name == header::CONNECTION)
+            || replaced == Some(name);
         if !skipped {
             field(out, name.as_str().as_bytes(), value.as_bytes());
         }
+    }
+    if let Some((name, value)) = replacing {
+        field(out, name.as_str().as_bytes(), value.as_bytes());
     }
     if let Some(length) = length {
         out.extend_from_slice(b"content-length: ");
@@ -223,6 +231,7 @@ mod tests {
             answering,
             &hint,
             &mut DateCache::new(),
+            None,
         );
         (String::from_utf8(out).unwrap(), framing, keep_alive)
     }
