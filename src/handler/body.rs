@@ -275,6 +275,18 @@ impl ResponseBody {
         self
     }
 
+    /// An upstream's response fields passed through unparsed (the response's map then lacks
+    /// them): the HTTP/1.1 server writes them after the map's (see [`crate::http1::raw`]).
+    pub fn raw_fields(&self) -> Option<&crate::http1::raw::RawFields> {
+        match &self.kind {
+            ResponseKind::Upstream {
+                inner: UpstreamBody::Http1(body),
+                ..
+            } => body.raw_fields(),
+            _ => None,
+        }
+    }
+
     fn count(&mut self, frame: &Frame<Bytes>) {
         if let (Some(record), Some(data)) = (self.record.as_mut(), frame.data_ref()) {
             record.bytes_out += data.len() as u64;

@@ -216,7 +216,10 @@ async fn forward_with_retries(
             ..OutgoingFields::none()
         }
         .add_to(&mut parts.headers);
-        added = AddedFields::default();
+        added = AddedFields {
+            raw_response: added.raw_response,
+            ..AddedFields::default()
+        };
     }
     if record.is_enabled() {
         record.upstream = Some(cluster.name.clone());
@@ -560,9 +563,19 @@ fn finish_response(
         // Only Gantry says an answer is a fallback; an upstream's claim would mislead clients.
         response.headers_mut().remove(FALLBACK_HEADER);
     }
-    response
-        .headers_mut()
-        .append(header::VIA, settings.via_entry.clone());
+    // Fields passed through unparsed get `Via` after them (the map path appends it).
+    let raw = match response.body_mut() {
+        UpstreamBody::Http1(body) => body.raw_fields_mut(),
+        UpstreamBody::Http2(_) => None,
+    };
+    match raw {
+        Some(raw) => raw.set_via(settings.via_entry.clone()),
+        None => {
+            response
+                .headers_mut()
+                .append(header::VIA, settings.via_entry.clone());
+        }
+    }
 
     if upgraded {
         let Some(client_upgrade) = client_upgrade else {

@@ -5,6 +5,7 @@
 //! with a bounded line, each chunk ends with CRLF, a trailer section is bounded.
 
 pub mod decode;
+pub mod raw;
 
 /// `n` in decimal digits, written into `digits` (no formatting machinery: heads are encoded for
 /// most messages).

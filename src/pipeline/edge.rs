@@ -68,7 +68,7 @@ pub async fn handle(
     let Answer {
         mut response,
         request_id: (name, value),
-    } = answer(state, peer, req, fields).await;
+    } = answer(state, peer, req, fields, false).await;
     // `insert`: an upstream's own field of that name is replaced.
     response.headers_mut().insert(name, value);
     Ok(response)
@@ -84,11 +84,14 @@ pub struct Answer {
 
 /// [`handle`], leaving the request id for the caller to add: Gantry's HTTP/1.1 server writes it
 /// straight into the encoded head (a map insert hashes the name and searches the map).
+/// `raw_fields`: the caller writes an HTTP/1.1 head and takes an upstream's response fields
+/// unparsed where nothing on the way reads or changes them (see [`crate::http1::raw`]).
 pub async fn answer(
     state: Arc<EdgeState>,
     peer: Arc<Peer>,
     req: Request<ClientBody>,
     fields: ClientFields,
+    raw_fields: bool,
 ) -> Answer {
     let runtime = state.runtime.load_full();
     let settings = &runtime.server;
@@ -106,6 +109,11 @@ pub async fn answer(
     };
     let client = client_ip(peer.addr.ip(), req.headers(), &settings.trusted_proxies);
     let grpc = fields.may_have(ClientFields::CONTENT_TYPE) && is_grpc(req.headers());
+    // gRPC answers are read for `grpc-status`; another request id name than the one the
+    // upstream client knows could pass an upstream's own field of that name.
+    let raw_fields = raw_fields
+        && !grpc
+        && settings.request_id_header == crate::config::compile::defaults::REQUEST_ID_HEADER;
     let uri = req.uri().clone();
     // Boxed once here: it ends in the response body, which moves many times (see `ResponseBody`).
     let mut record = Box::new(AccessRecord::new(
@@ -150,7 +158,7 @@ pub async fn answer(
         &peer,
         (req, fields),
         trace,
-        &request_id,
+        (&request_id, raw_fields),
         &mut record,
         (&mut cors_headers, &mut rate_headers),
     ))
@@ -213,7 +221,7 @@ async fn route_and_forward(
     peer: &Peer,
     (mut req, fields): (Request<ClientBody>, ClientFields),
     trace: TraceContext,
-    request_id: &HeaderValue,
+    (request_id, raw_fields): (&HeaderValue, bool),
     record: &mut AccessRecord,
     (cors_headers, rate_headers): (&mut Option<HeaderMap>, &mut Option<HeaderMap>),
 ) -> Result<Response<ResponseBody>, GatewayError> {
@@ -358,7 +366,14 @@ async fn route_and_forward(
     // Fields the client's head does not carry are added beside the map (`AddedFields`), except
     // for an aggregate, whose calls copy the map.
     let beside_map = route.aggregate.is_none();
-    let mut added = AddedFields::default();
+    let mut added = AddedFields {
+        // Policies may add, replace or read response fields (CORS, rate limit headers).
+        raw_response: raw_fields
+            && beside_map
+            && route.policies.is_none()
+            && client_upgrade.is_none(),
+        ..AddedFields::default()
+    };
     let trusted_peer = is_trusted(peer.addr.ip(), &settings.trusted_proxies);
     if beside_map && !trusted_peer && !fields.may_have(ClientFields::X_FORWARDED) {
         added.forwarded = Some(forwarded_beside_map(headers, peer, host.as_ref(), fields));

@@ -43,6 +43,10 @@ pub struct AddedFields<'a> {
     pub via: Option<&'a HeaderValue>,
     /// The request id, under the configured name.
     pub request_id: Option<(&'a HeaderName, &'a HeaderValue)>,
+    /// Not a field: the caller takes an HTTP/1.1 upstream's response fields unparsed when the
+    /// head allows it (see [`crate::http1::raw`]); only the edge, for an HTTP/1.1 client and a
+    /// route with nothing that reads or changes response fields, sets it.
+    pub raw_response: bool,
 }
 
 /// Everything one try adds beside the head's map: the edge's fields and the try's own.
@@ -64,6 +68,7 @@ pub static NO_ADDED_FIELDS: AddedFields<'static> = AddedFields {
     forwarded: None,
     via: None,
     request_id: None,
+    raw_response: false,
 };
 
 impl OutgoingFields<'_> {
@@ -171,6 +176,7 @@ mod tests {
             }),
             via: Some(via),
             request_id: Some((&REQUEST_ID, id)),
+            raw_response: false,
         }
     }
 

@@ -324,7 +324,8 @@ impl Connection {
             Arc::clone(state),
             Arc::clone(peer),
             request,
-            fields_seen
+            fields_seen,
+            true,
         ));
         let Some(answer) = self.answer(handling).await else {
             // The client left before the answer: the request's future was dropped (cancelled).
@@ -402,7 +403,7 @@ impl Connection {
             answering,
             &body.size_hint(),
             &mut self.date,
-            request_id,
+            (request_id, body.raw_fields()),
         );
         if parts.status == StatusCode::SWITCHING_PROTOCOLS {
             self.flush().await?;

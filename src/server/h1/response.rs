@@ -9,6 +9,8 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{StatusCode, Version};
 use http_body::SizeHint;
 
+use crate::http1::raw::RawFields;
+
 /// How the body of a response goes on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutFraming {
@@ -71,18 +73,26 @@ impl DateCache {
 /// (it is taken `&mut` only for the caller's sake).
 /// `replacing`: a field written after the head's own, replacing every field of that name in the
 /// map (the request id, which the edge leaves out of the map for this: no insert hashes it).
+/// `raw`: an upstream's fields passed through unparsed, written after the map's; they hold no
+/// framing or connection field but `Content-Length`, and never the `replacing` name (see
+/// [`crate::http1::raw`]).
 pub fn encode_head(
     out: &mut Vec<u8>,
     parts: &mut http::response::Parts,
     answering: Answering,
     body_hint: &SizeHint,
     date: &mut DateCache,
-    replacing: Option<(&HeaderName, &HeaderValue)>,
+    (replacing, raw): (Option<(&HeaderName, &HeaderValue)>, Option<&RawFields>),
 ) -> (OutFraming, bool) {
     let status = parts.status;
     let headers = &parts.headers;
     let (mut connection, mut close, mut length_field, mut has_date) = (false, false, false, false);
     let mut declared = None;
+    if let Some(raw) = raw {
+        declared = raw.content_length();
+        length_field = declared.is_some();
+        has_date = raw.has_date();
+    }
     for (name, value) in headers {
         if name == header::CONNECTION {
             connection = true;
@@ -158,6 +168,9 @@ pub fn encode_head(
             field(out, name.as_str().as_bytes(), value.as_bytes());
         }
     }
+    if let Some(raw) = raw {
+        raw.write_to(out);
+    }
     if let Some((name, value)) = replacing {
         field(out, name.as_str().as_bytes(), value.as_bytes());
     }
@@ -231,7 +244,7 @@ mod tests {
             answering,
             &hint,
             &mut DateCache::new(),
-            None,
+            (None, None),
         );
         (String::from_utf8(out).unwrap(), framing, keep_alive)
     }

@@ -15,6 +15,7 @@ use http_body::{Body, Frame, SizeHint};
 use super::response::BodyFraming;
 use super::{H1Connection, H1Error};
 use crate::http1::decode::{BodyDecoder, Decoded, Framing};
+use crate::http1::raw::RawFields;
 use crate::upstream::tls::UpstreamStream;
 
 /// The body of an HTTP/1.1 upstream response.
@@ -26,6 +27,8 @@ pub struct H1Body {
     keep_alive: bool,
     /// The head's fields hold nothing for the handler's hygiene pass to remove.
     head_clean: bool,
+    /// The head's fields, unparsed (the response's map is then empty).
+    raw: Option<Box<RawFields>>,
 }
 
 impl H1Body {
@@ -34,6 +37,7 @@ impl H1Body {
         framing: BodyFraming,
         keep_alive: bool,
         head_clean: bool,
+        raw: Option<Box<RawFields>>,
     ) -> Self {
         let decoding = match framing {
             BodyFraming::Empty | BodyFraming::Upgrade => Framing::Empty,
@@ -47,7 +51,19 @@ impl H1Body {
             upgraded: framing == BodyFraming::Upgrade,
             keep_alive,
             head_clean,
+            raw,
         }
+    }
+
+    /// The head's fields as read, when they were passed through unparsed (see
+    /// [`crate::http1::raw`]): the response's own map is then empty.
+    pub fn raw_fields(&self) -> Option<&RawFields> {
+        self.raw.as_deref()
+    }
+
+    /// [`Self::raw_fields`], to set the `Via` entry written after them.
+    pub fn raw_fields_mut(&mut self) -> Option<&mut RawFields> {
+        self.raw.as_deref_mut()
     }
 
     /// Whether the response's fields were read with the hop-by-hop ones left out and hold no

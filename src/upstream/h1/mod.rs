@@ -174,6 +174,7 @@ impl H1Connection {
         let mut writer = request::RequestWriter::new(&mut parts, &body, head_buf, extra);
         let mut write_error: Option<H1Error> = None;
         let method_is_head = parts.method == Method::HEAD;
+        let pass_through = extra.added.raw_response;
         let head = poll_fn(|cx| {
             if write_error.is_none() && !writer.finished() {
                 match writer.poll_write(cx, &mut self.io, &mut body) {
@@ -185,7 +186,7 @@ impl H1Connection {
                     Poll::Ready(Err(err)) => write_error = Some(err),
                 }
             }
-            let head = self.poll_head(cx, method_is_head);
+            let head = self.poll_head(cx, method_is_head, pass_through);
             if head.is_pending()
                 && let Some(timer) = &mut self.deadline
                 && timer.as_mut().poll(cx).is_ready()
@@ -222,11 +223,11 @@ impl H1Connection {
         let keep_alive = head.keep_alive && writer.finished() && write_error.is_none();
         self.head_buf = writer.into_buffer();
         let clean = head.clean;
-        let (response_parts, framing) = head.into_parts();
+        let (response_parts, framing, raw) = head.into_parts();
         self.reused = true;
         Ok(Response::from_parts(
             response_parts,
-            H1Body::new(self, framing, keep_alive, clean),
+            H1Body::new(self, framing, keep_alive, clean, raw),
         ))
     }
 
@@ -235,6 +236,7 @@ impl H1Connection {
         &mut self,
         cx: &mut Context<'_>,
         method_is_head: bool,
+        pass_through: bool,
     ) -> Poll<Result<response::ResponseHead, H1Error>> {
         loop {
             if !self.read_buf.is_empty()
@@ -243,6 +245,7 @@ impl H1Connection {
                     &mut self.fields,
                     self.max_head,
                     method_is_head,
+                    pass_through,
                 )?
             {
                 return Poll::Ready(Ok(head));

@@ -16,12 +16,15 @@ use http::response::Parts;
 use http::{Response, StatusCode, Version};
 
 use super::H1Error;
+use crate::http1::raw::{RawFields, RawFieldsBuilder};
 
 /// More fields than this make the head too large (hyper's default too).
 const MAX_FIELDS: usize = 100;
 
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// The default request id field, which Gantry's server replaces.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// How the response body is delimited on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,11 +50,14 @@ pub(super) struct ResponseHead {
     /// The map holds no hop-by-hop field and no `Gantry-*` field: the handler's hygiene pass
     /// would remove nothing.
     pub(super) clean: bool,
+    /// The fields as read, when the caller asked for them that way and the head allows it (then
+    /// `parts.headers` is empty); see [`crate::http1::raw`].
+    pub(super) raw: Option<Box<RawFields>>,
 }
 
 impl ResponseHead {
-    pub(super) fn into_parts(self) -> (Parts, BodyFraming) {
-        (self.parts, self.framing)
+    pub(super) fn into_parts(self) -> (Parts, BodyFraming, Option<Box<RawFields>>) {
+        (self.parts, self.framing, self.raw)
     }
 }
 
@@ -72,12 +78,17 @@ enum Role {
     Hygiene,
     /// A field named `close`, which `Connection: close` would name.
     NamedClose,
+    /// `Date`: end to end; noted so the server knows whether to add one.
+    Date,
+    /// `X-Request-Id`: end to end, but the server replaces it with the request's own.
+    RequestId,
 }
 
-/// A field's name and role, and its value's byte range in the head.
+/// A field's name and role, where its line starts in the head, and its value's byte range.
 pub(super) struct Field {
     name: HeaderName,
     role: Role,
+    line_start: usize,
     value: (usize, usize),
 }
 
@@ -98,6 +109,10 @@ struct Facts {
     lists_fields: bool,
     hygiene: bool,
     named_close: bool,
+    date: bool,
+    request_id: bool,
+    /// A field with an empty value (its line's end is not known from the value's range).
+    empty_value: bool,
 }
 
 impl Facts {
@@ -131,7 +146,10 @@ impl Facts {
             }
             Role::Hygiene => self.hygiene = true,
             Role::NamedClose => self.named_close = true,
+            Role::Date => self.date = true,
+            Role::RequestId => self.request_id = true,
         }
+        self.empty_value |= value.is_empty();
     }
 
     fn add_length(&mut self, value: &[u8]) {
@@ -166,11 +184,14 @@ impl Facts {
 /// Parses the head at the start of `buf`, skipping interim (1xx) responses other than 101.
 /// `None`: more bytes are needed. Consumes the head's bytes from `buf`.
 /// `fields` is scratch space kept by the connection (no allocation per response).
+/// `pass_through`: the caller takes the fields unparsed when the head allows it
+/// ([`ResponseHead::raw`]).
 pub(super) fn parse(
     buf: &mut BytesMut,
     fields: &mut Vec<Field>,
     max_head: usize,
     method_is_head: bool,
+    pass_through: bool,
 ) -> Result<Option<ResponseHead>, H1Error> {
     loop {
         let Some((parsed, facts, len)) = parse_fields(buf, fields, max_head)? else {
@@ -192,12 +213,40 @@ pub(super) fn parse(
             || parsed.status == StatusCode::NOT_MODIFIED;
         // A Content-Length beside Transfer-Encoding is a smuggling tell: never passed on.
         let drop_length = facts.transfer_encoded && !bodiless;
+        let (framing, keep_alive) = framing(&facts, parsed.status, method_is_head)?;
+        let persists = !facts.close && (parsed.version == Version::HTTP_11 || facts.keep_alive);
+        let (mut parts, ()) = Response::new(()).into_parts();
+        parts.status = parsed.status;
+        parts.version = parsed.version;
+        let raw = if pass_through
+            && clean
+            && !bodiless
+            && !drop_length
+            && !facts.request_id
+            && !facts.empty_value
+        {
+            raw_fields(&head, fields, &facts)
+        } else {
+            None
+        };
+        if raw.is_some() {
+            fields.clear();
+            return Ok(Some(ResponseHead {
+                parts,
+                framing,
+                keep_alive: keep_alive && persists,
+                clean,
+                raw,
+            }));
+        }
         let mut headers = HeaderMap::with_capacity(fields.len() + 1);
         for field in fields.drain(..) {
             let left_out = match field.role {
                 Role::ContentLength => drop_length,
                 Role::TransferEncoding | Role::Connection | Role::HopByHop => clean,
-                Role::Plain | Role::Hygiene | Role::NamedClose => false,
+                Role::Plain | Role::Hygiene | Role::NamedClose | Role::Date | Role::RequestId => {
+                    false
+                }
             };
             if left_out {
                 // httparse admits exactly the value bytes `HeaderValue` does, so leaving a value
@@ -208,17 +257,13 @@ pub(super) fn parse(
                 .map_err(|_| H1Error::Invalid("a field value with forbidden bytes"))?;
             headers.append(field.name, value);
         }
-        let (mut parts, ()) = Response::new(()).into_parts();
-        parts.status = parsed.status;
-        parts.version = parsed.version;
         parts.headers = headers;
-        let (framing, keep_alive) = framing(&facts, parsed.status, method_is_head)?;
-        let persists = !facts.close && (parsed.version == Version::HTTP_11 || facts.keep_alive);
         return Ok(Some(ResponseHead {
             parts,
             framing,
             keep_alive: keep_alive && persists,
             clean,
+            raw: None,
         }));
     }
 }
@@ -280,10 +325,31 @@ fn parse_fields(
         fields.push(Field {
             name,
             role,
+            line_start: field.name.as_ptr() as usize - base,
             value: (start, start + field.value.len()),
         });
     }
     Ok(Some((ParsedStatus { status, version }, facts, len)))
+}
+
+/// The head's end-to-end lines as runs of bytes (a clean head: the hop-by-hop lines are the ones
+/// left out). `None`: the lines do not fit [`crate::http1::raw::MAX_RUNS`] runs.
+fn raw_fields(head: &bytes::Bytes, fields: &[Field], facts: &Facts) -> Option<Box<RawFields>> {
+    let mut builder = RawFieldsBuilder::default();
+    for field in fields {
+        if matches!(
+            field.role,
+            Role::TransferEncoding | Role::Connection | Role::HopByHop
+        ) {
+            continue;
+        }
+        builder = builder.line(head, field.line_start, field.value.1)?;
+    }
+    Some(Box::new(builder.finish(
+        head.clone(),
+        facts.length,
+        facts.date,
+    )))
 }
 
 /// Names frequent in responses, with their roles, as upstreams spell them: canonical
@@ -292,7 +358,7 @@ fn parse_fields(
 /// Any other spelling (`CONTENT-length`) takes the general path, with the same result.
 fn known_name(name: &[u8]) -> Option<(HeaderName, Role)> {
     const N4: &[(&[u8], HeaderName, Role)] = &[
-        (b"Date", header::DATE, Role::Plain),
+        (b"Date", header::DATE, Role::Date),
         (b"ETag", header::ETAG, Role::Plain),
         (b"Vary", header::VARY, Role::Plain),
     ];
@@ -335,6 +401,9 @@ fn known_name(name: &[u8]) -> Option<(HeaderName, Role)> {
             return Some((KEEP_ALIVE, Role::HopByHop));
         }
         10 => N10,
+        12 if name == b"X-Request-Id" || name == b"x-request-id" => {
+            return Some((REQUEST_ID, Role::RequestId));
+        }
         12 => N12,
         13 => N13,
         14 => N14,
@@ -367,6 +436,10 @@ fn role_of(name: &HeaderName) -> Role {
         Role::Hygiene
     } else if name.as_str() == "close" {
         Role::NamedClose
+    } else if name == header::DATE {
+        Role::Date
+    } else if name == REQUEST_ID {
+        Role::RequestId
     } else {
         Role::Plain
     }

@@ -369,11 +369,12 @@ async fn a_request_whose_body_was_taken_is_never_given_back_for_resending() {
 /// the head was clean.
 fn after_hygiene(head: &[u8], method_is_head: bool) -> (Vec<(String, String)>, bool) {
     let mut buf = bytes::BytesMut::from(head);
-    let parsed = super::response::parse(&mut buf, &mut Vec::new(), 64 * 1024, method_is_head)
-        .unwrap()
-        .expect("a whole head");
+    let parsed =
+        super::response::parse(&mut buf, &mut Vec::new(), 64 * 1024, method_is_head, false)
+            .unwrap()
+            .expect("a whole head");
     let clean = parsed.clean;
-    let (mut parts, _) = parsed.into_parts();
+    let (mut parts, ..) = parsed.into_parts();
     if !clean {
         crate::pipeline::headers::remove_hop_by_hop(&mut parts.headers, false);
         parts.headers.remove("gantry-fallback");
@@ -401,6 +402,38 @@ fn reference_hygiene(head: &[u8], method_is_head: bool) -> Vec<(String, String)>
     crate::pipeline::headers::remove_hop_by_hop(&mut headers, false);
     headers.remove("gantry-fallback");
     sorted(&headers)
+}
+
+/// The fields a client is sent when the head is passed through unparsed (`None`: it takes the
+/// map), read back from the bytes the server would write; every line must end in CRLF.
+fn passed_through(head: &[u8], method_is_head: bool) -> Option<Vec<(String, String)>> {
+    let mut buf = bytes::BytesMut::from(head);
+    let parsed = super::response::parse(&mut buf, &mut Vec::new(), 64 * 1024, method_is_head, true)
+        .unwrap()
+        .expect("a whole head");
+    let (parts, _, raw) = parsed.into_parts();
+    let raw = raw?;
+    assert!(parts.headers.is_empty(), "the map stays empty");
+    let mut out = b"HTTP/1.1 200 OK\r\n".to_vec();
+    raw.write_to(&mut out);
+    out.extend_from_slice(b"\r\n");
+    for (at, byte) in out.iter().enumerate() {
+        assert!(
+            *byte != b'\n' || out[at - 1] == b'\r',
+            "a bare LF in {out:?}"
+        );
+    }
+    let mut slots = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut slots);
+    assert!(response.parse(&out).unwrap().is_complete());
+    let mut headers = HeaderMap::new();
+    for field in response.headers.iter() {
+        headers.append(
+            http::HeaderName::from_bytes(field.name.as_bytes()).unwrap(),
+            http::HeaderValue::from_bytes(field.value).unwrap(),
+        );
+    }
+    Some(sorted(&headers))
 }
 
 fn sorted(headers: &HeaderMap) -> Vec<(String, String)> {
@@ -490,17 +523,51 @@ fn hop_by_hop_fields_left_out_while_reading_match_the_hygiene_pass() {
             true,
         ),
     ];
+    let mut passed = 0;
     for (head, fast) in cases {
         for method_is_head in [false, true] {
             let (fields, clean) = after_hygiene(head.as_bytes(), method_is_head);
-            assert_eq!(
-                fields,
-                reference_hygiene(head.as_bytes(), method_is_head),
-                "{head}"
-            );
+            let reference = reference_hygiene(head.as_bytes(), method_is_head);
+            assert_eq!(fields, reference, "{head}");
             assert_eq!(clean, *fast, "{head}");
+            // Passed through unparsed, the client gets the same fields.
+            if let Some(raw) = passed_through(head.as_bytes(), method_is_head) {
+                assert!(clean && !method_is_head, "{head}");
+                assert_eq!(raw, reference, "{head}");
+                passed += 1;
+            }
         }
     }
+    // The clean heads with a body and no framing conflict: the first three and `close: 1`, the
+    // HTTP/1.0 one.
+    assert_eq!(passed, 5);
+}
+
+#[test]
+fn heads_with_something_to_decide_are_never_passed_through() {
+    for head in [
+        // The server replaces the request id.
+        "HTTP/1.1 200 OK\r\nX-Request-Id: theirs\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nx-REQUEST-id: theirs\r\nContent-Length: 0\r\n\r\n",
+        // No body (its length field is the server's to decide), or a length beside chunked.
+        "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 304 Not Modified\r\nETag: \"a\"\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+        // An empty value: its line's end is not known from the value.
+        "HTTP/1.1 200 OK\r\nX-Empty:\r\nContent-Length: 0\r\n\r\n",
+        // Cut into more runs than are kept.
+        "HTTP/1.1 200 OK\r\nA: 1\r\nKeep-Alive: 1\r\nB: 2\r\nKeep-Alive: 1\r\nC: 3\r\n\
+         Keep-Alive: 1\r\nD: 4\r\nKeep-Alive: 1\r\nE: 5\r\nContent-Length: 0\r\n\r\n",
+    ] {
+        assert_eq!(passed_through(head.as_bytes(), false), None, "{head}");
+    }
+    // Four runs are kept.
+    let four = "HTTP/1.1 200 OK\r\nA: 1\r\nKeep-Alive: 1\r\nB: 2\r\nKeep-Alive: 1\r\nC: 3\r\n\
+                Keep-Alive: 1\r\nD: 4\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(
+        passed_through(four.as_bytes(), false).map(|f| f.len()),
+        Some(5)
+    );
 }
 
 #[test]
@@ -543,7 +610,7 @@ fn framing_reads_every_spelling_of_its_fields() {
         ),
     ] {
         let mut buf = bytes::BytesMut::from(head.as_bytes());
-        let parsed = super::response::parse(&mut buf, &mut Vec::new(), 64 * 1024, false)
+        let parsed = super::response::parse(&mut buf, &mut Vec::new(), 64 * 1024, false, false)
             .unwrap()
             .expect("a whole head");
         assert_eq!(parsed.keep_alive, keep_alive, "{head}");
@@ -555,7 +622,7 @@ fn framing_reads_every_spelling_of_its_fields() {
         "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
     ] {
         let mut buf = bytes::BytesMut::from(lie.as_bytes());
-        let parsed = super::response::parse(&mut buf, &mut Vec::new(), 64 * 1024, false);
+        let parsed = super::response::parse(&mut buf, &mut Vec::new(), 64 * 1024, false, false);
         assert!(matches!(parsed, Err(H1Error::Invalid(_))), "{lie}");
     }
 }
@@ -565,11 +632,11 @@ fn a_101_keeps_every_field_for_the_upgrade_to_decide() {
     let head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
                 Connection: Upgrade\r\nKeep-Alive: timeout=5\r\nX-Kept: yes\r\n\r\n";
     let mut buf = bytes::BytesMut::from(head.as_bytes());
-    let parsed = super::response::parse(&mut buf, &mut Vec::new(), 64 * 1024, false)
+    let parsed = super::response::parse(&mut buf, &mut Vec::new(), 64 * 1024, false, false)
         .unwrap()
         .expect("a whole head");
     assert!(!parsed.clean);
-    let (parts, framing) = parsed.into_parts();
+    let (parts, framing, _) = parsed.into_parts();
     assert_eq!(framing, BodyFraming::Upgrade);
     assert_eq!(parts.headers.len(), 4);
     assert_eq!(parts.headers["keep-alive"], "timeout=5");
