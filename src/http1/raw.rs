@@ -97,8 +97,11 @@ impl RawFields {
     /// Writes the lines, each ending in CRLF, then the `Via` field.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         for &(start, end) in &self.runs[..usize::from(self.run_count)] {
-            out.extend_from_slice(&self.head[start as usize..end as usize]);
-            out.extend_from_slice(b"\r\n");
+            // The builder checked every range against the head: `get` never misses.
+            if let Some(line) = self.head.get(start as usize..end as usize) {
+                out.extend_from_slice(line);
+                out.extend_from_slice(b"\r\n");
+            }
         }
         if let Some(via) = &self.via {
             out.extend_from_slice(b"via: ");
