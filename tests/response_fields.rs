@@ -12,18 +12,6 @@ use support::client::{Fields, RawConn, h2_client, raw_request};
 use support::gateway::TestGateway;
 use support::raw_upstream::RawUpstream;
 
-/// Answers every request on a connection with `answer`.
-async fn upstream_answering(answer: &'static [u8]) -> RawUpstream {
-    RawUpstream::start(move |mut conn| async move {
-        while conn.read_request().await.is_some() {
-            if conn.write(answer).await.is_err() {
-                return;
-            }
-        }
-    })
-    .await
-}
-
 const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\nServer: up\r\nX-Mixed-Case: Value  \r\n\
     Keep-Alive: timeout=5\r\nCache-Control: no-store\r\nConnection: keep-alive\r\n\
     Content-Length: 2\r\nProxy-Connection: keep-alive\r\nX-Tail: t\r\n\r\nok";
@@ -49,7 +37,7 @@ fn lowercased(fields: &Fields) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn an_http1_client_gets_the_upstreams_lines_as_sent_less_hop_by_hop() {
-    let upstream = upstream_answering(ANSWER).await;
+    let upstream = RawUpstream::respond_with(ANSWER).await;
     let gw = TestGateway::simple(&upstream.url(), "", routes(), "").await;
 
     let mut conn = RawConn::connect(gw.addr).await;
@@ -85,7 +73,7 @@ async fn an_http1_client_gets_the_upstreams_lines_as_sent_less_hop_by_hop() {
 
 #[tokio::test]
 async fn answers_through_the_map_carry_the_same_fields() {
-    let upstream = upstream_answering(ANSWER).await;
+    let upstream = RawUpstream::respond_with(ANSWER).await;
     let gw = TestGateway::simple(&upstream.url(), "", routes(), "").await;
 
     let mut conn = RawConn::connect(gw.addr).await;
@@ -147,7 +135,7 @@ async fn answers_through_the_map_carry_the_same_fields() {
 async fn bare_line_feeds_and_the_upstreams_date_and_id_are_not_passed_on_as_sent() {
     // Bare LFs and trailing spaces: every line the client gets ends in CRLF. The upstream's `Date`
     // is kept (the server adds none); its request id is replaced (that head takes the map).
-    let upstream = upstream_answering(
+    let upstream = RawUpstream::respond_with(
         b"HTTP/1.1 200 OK\nServer: up \nDate: Sun, 29 Nov 2026 16:00:00 GMT\nContent-Length: 2\n\nok",
     )
     .await;
@@ -184,7 +172,7 @@ async fn bare_line_feeds_and_the_upstreams_date_and_id_are_not_passed_on_as_sent
         Some("Sun, 29 Nov 2026 16:00:00 GMT")
     );
 
-    let with_id = upstream_answering(
+    let with_id = RawUpstream::respond_with(
         b"HTTP/1.1 200 OK\r\nX-Request-Id: theirs\r\nContent-Length: 2\r\n\r\nok",
     )
     .await;

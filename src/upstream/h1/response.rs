@@ -24,7 +24,8 @@ const MAX_FIELDS: usize = 100;
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 /// The default request id field, which Gantry's server replaces.
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const REQUEST_ID: HeaderName =
+    HeaderName::from_static(crate::config::compile::defaults::REQUEST_ID_HEADER);
 
 /// How the response body is delimited on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,40 +232,38 @@ pub(super) fn parse(
         };
         if raw.is_some() {
             fields.clear();
-            return Ok(Some(ResponseHead {
-                parts,
-                framing,
-                keep_alive: keep_alive && persists,
-                clean,
-                raw,
-            }));
-        }
-        let mut headers = HeaderMap::with_capacity(fields.len() + 1);
-        for field in fields.drain(..) {
-            let left_out = match field.role {
-                Role::ContentLength => drop_length,
-                Role::TransferEncoding | Role::Connection | Role::HopByHop => clean,
-                Role::Plain | Role::Hygiene | Role::NamedClose | Role::Date | Role::RequestId => {
-                    false
+        } else {
+            let mut headers = HeaderMap::with_capacity(fields.len() + 1);
+            for field in fields.drain(..) {
+                if left_out(field.role, clean, drop_length) {
+                    // httparse admits exactly the value bytes `HeaderValue` does, so leaving a
+                    // value unchecked here refuses nothing that checking it would have.
+                    continue;
                 }
-            };
-            if left_out {
-                // httparse admits exactly the value bytes `HeaderValue` does, so leaving a value
-                // unchecked here refuses nothing that checking it would have.
-                continue;
+                let value =
+                    HeaderValue::from_maybe_shared(head.slice(field.value.0..field.value.1))
+                        .map_err(|_| H1Error::Invalid("a field value with forbidden bytes"))?;
+                headers.append(field.name, value);
             }
-            let value = HeaderValue::from_maybe_shared(head.slice(field.value.0..field.value.1))
-                .map_err(|_| H1Error::Invalid("a field value with forbidden bytes"))?;
-            headers.append(field.name, value);
+            parts.headers = headers;
         }
-        parts.headers = headers;
         return Ok(Some(ResponseHead {
             parts,
             framing,
             keep_alive: keep_alive && persists,
             clean,
-            raw: None,
+            raw,
         }));
+    }
+}
+
+/// Whether a field stays out of what the client is sent: hop-by-hop fields of a clean head (see
+/// [`ResponseHead::clean`]), and a `Content-Length` beside `Transfer-Encoding`.
+fn left_out(role: Role, clean: bool, drop_length: bool) -> bool {
+    match role {
+        Role::ContentLength => drop_length,
+        Role::TransferEncoding | Role::Connection | Role::HopByHop => clean,
+        Role::Plain | Role::Hygiene | Role::NamedClose | Role::Date | Role::RequestId => false,
     }
 }
 
@@ -336,13 +335,11 @@ fn parse_fields(
 /// left out). `None`: the lines do not fit [`crate::http1::raw::MAX_RUNS`] runs.
 fn raw_fields(head: &bytes::Bytes, fields: &[Field], facts: &Facts) -> Option<Box<RawFields>> {
     let mut builder = RawFieldsBuilder::default();
-    for field in fields {
-        if matches!(
-            field.role,
-            Role::TransferEncoding | Role::Connection | Role::HopByHop
-        ) {
-            continue;
-        }
+    // Only a clean head without a length to drop gets here.
+    for field in fields
+        .iter()
+        .filter(|field| !left_out(field.role, true, false))
+    {
         builder = builder.line(head, field.line_start, field.value.1)?;
     }
     Some(Box::new(builder.finish(
