@@ -293,8 +293,6 @@ async fn forward_with_retries(
     let mut template = Some(parts);
     let mut tried: Vec<Arc<Target>> = Vec::new();
     let mut attempt: u32 = 0;
-    // When the last try ended, if nothing (a backoff) came after it.
-    let mut finished: Option<Instant> = None;
     let result = loop {
         attempt += 1;
         // A try after the one that moved the head never happens (`may_retry` checks), but a
@@ -315,13 +313,14 @@ async fn forward_with_retries(
                 });
             }
         };
-        // The first try starts when the call did: one clock read fewer on every request.
-        let try_started = if attempt == 1 {
-            started
+        // The first try starts when the call did, with the whole budget: no clock read and no
+        // clock arithmetic on every request.
+        let (try_started, remaining) = if attempt == 1 {
+            (started, budget)
         } else {
-            Instant::now()
+            let now = Instant::now();
+            (now, deadline.saturating_duration_since(now))
         };
-        let remaining = deadline.saturating_duration_since(try_started);
         if remaining.is_zero() {
             break Err(GatewayError::DeadlineExceeded {
                 upstream: upstream_name(),
@@ -425,9 +424,9 @@ async fn forward_with_retries(
             },
             Ok(response) => TryOutcome::Response(response),
         };
-        let try_ended = Instant::now();
-        finished = Some(try_ended);
-        if settings.metrics_enabled {
+        // Read by the metrics, and by a retry's backoff (read there when not here).
+        let try_ended = settings.metrics_enabled.then(Instant::now);
+        if let Some(try_ended) = try_ended {
             let observed = match &outcome {
                 TryOutcome::Response(response) => {
                     metrics::TryOutcome::Status(response.status().as_u16())
@@ -502,7 +501,10 @@ async fn forward_with_retries(
             Duration::ZERO
         };
         // The budget is asked last: a retry that would not be made must not spend it.
-        if allowed && crate::upstream::clock::later(try_ended, backoff) < deadline {
+        if allowed
+            && crate::upstream::clock::later(try_ended.unwrap_or_else(Instant::now), backoff)
+                < deadline
+        {
             if state
                 .budget
                 .try_withdraw(retry.budget_ratio, retry.min_retries_per_second)
@@ -515,7 +517,6 @@ async fn forward_with_retries(
                 }
                 tried.push(target);
                 tokio::time::sleep(backoff).await;
-                finished = None;
                 continue;
             }
             if settings.metrics_enabled {
@@ -527,9 +528,9 @@ async fn forward_with_retries(
             TryOutcome::Response(response) => Ok((response, target, in_flight)),
         };
     };
-    // A call that ends with a try's answer ends when that try did (no clock read of its own).
-    let finished = finished.unwrap_or_else(Instant::now);
-    record.upstream_ms = Some(finished.saturating_duration_since(started).as_secs_f64() * 1000.0);
+    if record.is_enabled() {
+        record.upstream_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+    }
     let mut shed_permit = shed_permit;
     if let Some(permit) = &mut shed_permit {
         let failed = match &result {

@@ -17,6 +17,7 @@
 mod body;
 mod request;
 mod response;
+mod timer;
 
 use std::future::{Future as _, poll_fn};
 use std::io;
@@ -27,11 +28,12 @@ use bytes::BytesMut;
 use http::{Method, Request, Response};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use super::fields::OutgoingFields;
 use super::tls::UpstreamStream;
 use crate::handler::body::RequestBody;
+use timer::TryTimer;
 
 pub use body::H1Body;
 
@@ -92,10 +94,10 @@ pub struct H1Connection {
     /// The target's connection slot, freed when this connection is dropped.
     _permit: Option<OwnedSemaphorePermit>,
     reused: bool,
-    /// The deadline of the exchange in flight, kept with the connection: moving a registered
-    /// timer to a later deadline is a store, while a timer per request is a registration and a
-    /// removal in the runtime's timer wheel (~600 instructions of a proxied GET, callgrind).
-    deadline: Option<Pin<Box<Sleep>>>,
+    /// The deadline of the exchange in flight, kept with the connection: a timer per request is a
+    /// registration and a removal in the runtime's timer wheel (~600 instructions of a proxied
+    /// GET, callgrind); see [`TryTimer`] for how a kept one is moved.
+    deadline: Option<TryTimer>,
 }
 
 impl H1Connection {
@@ -163,10 +165,8 @@ impl H1Connection {
         extra: &OutgoingFields<'_>,
     ) -> Result<Response<H1Body>, H1SendError> {
         match (&mut self.deadline, deadline) {
-            (Some(timer), Some(deadline)) => timer.as_mut().reset(deadline),
-            (timer @ None, Some(deadline)) => {
-                *timer = Some(Box::pin(tokio::time::sleep_until(deadline)))
-            }
+            (Some(timer), Some(deadline)) => timer.set(deadline),
+            (timer @ None, Some(deadline)) => *timer = Some(TryTimer::new(deadline)),
             (_, None) => self.deadline = None,
         }
         let (mut parts, mut body) = request.into_parts();
@@ -189,7 +189,7 @@ impl H1Connection {
             let head = self.poll_head(cx, method_is_head, pass_through);
             if head.is_pending()
                 && let Some(timer) = &mut self.deadline
-                && timer.as_mut().poll(cx).is_ready()
+                && timer.poll_expired(cx)
             {
                 return Poll::Ready(Err(H1Error::TimedOut));
             }
