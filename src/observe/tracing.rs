@@ -35,15 +35,24 @@ impl fmt::Display for TraceId {
     }
 }
 
-const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+/// Every byte's two lowercase hex digits, built at compile time.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0; 2]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        pairs[byte] = [DIGITS[byte >> 4], DIGITS[byte & 0x0f]];
+        byte += 1;
+    }
+    pairs
+};
 
 /// Writes `bytes` as lowercase hex into `out` (twice as long). Every request's `traceparent` is
-/// written this way: one table lookup per digit instead of a formatter call per byte (which cost
-/// ~10 % of a proxied request's instructions).
+/// written this way: one two-byte lookup per byte instead of a formatter call per byte (which
+/// cost ~10 % of a proxied request's instructions).
 fn hex_write(out: &mut [u8], bytes: &[u8]) {
     for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = HEX_DIGITS[usize::from(byte >> 4)];
-        pair[1] = HEX_DIGITS[usize::from(byte & 0x0f)];
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(*byte)]);
     }
 }
 
@@ -220,6 +229,15 @@ mod tests {
     use super::*;
 
     const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn every_byte_is_written_as_its_two_lowercase_hex_digits() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let mut out = vec![0; 512];
+        hex_write(&mut out, &bytes);
+        let expected: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
 
     #[test]
     fn a_valid_traceparent_is_parsed() {
