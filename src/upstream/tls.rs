@@ -260,6 +260,27 @@ pub enum UpstreamStream {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
+impl UpstreamStream {
+    /// Whether a read would return at once (bytes, end of stream or an error) instead of
+    /// waiting; consumes at most one byte. No syscall unless the reactor has seen the socket
+    /// become readable since the last read. Plain TCP asks the reactor's readiness directly (an
+    /// atomic load); TLS polls a read with a no-op waker, as its plaintext may be buffered.
+    pub fn read_would_not_wait(&mut self) -> bool {
+        let mut probe = [0_u8; 1];
+        match self {
+            Self::Plain(tcp) => {
+                !matches!(tcp.try_read(&mut probe), Err(err) if err.kind() == io::ErrorKind::WouldBlock)
+            }
+            Self::Tls(tls) => {
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                Pin::new(tls)
+                    .poll_read(&mut cx, &mut ReadBuf::new(&mut probe))
+                    .is_ready()
+            }
+        }
+    }
+}
+
 impl AsyncRead for UpstreamStream {
     fn poll_read(
         self: Pin<&mut Self>,

@@ -21,12 +21,11 @@ mod timer;
 
 use std::future::{Future as _, poll_fn};
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use http::{Method, Request, Response};
-use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::io::AsyncReadExt;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
@@ -134,13 +133,8 @@ impl H1Connection {
         if !self.read_buf.is_empty() {
             return true;
         }
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut probe = [0_u8; 1];
-        let mut probe = ReadBuf::new(&mut probe);
-        // Ready means end of stream, an unasked-for byte, or an error: none of them can be reused.
-        Pin::new(&mut self.io)
-            .poll_read(&mut cx, &mut probe)
-            .is_ready()
+        // End of stream, an unasked-for byte, or an error: none of them can be reused.
+        self.io.read_would_not_wait()
     }
 
     /// [`Self::send_until`] without a deadline.
