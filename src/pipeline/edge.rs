@@ -352,8 +352,6 @@ async fn route_and_forward(
     let client = record.client_ip;
     let (mut parts, body) = req.into_parts();
     let headers = &mut parts.headers;
-    // Room for the forwarding headers, `Via` and the request id: one growth, not several.
-    headers.reserve(6);
     if fields.may_have(ClientFields::GANTRY) {
         strip_gantry_headers(headers);
     }
@@ -378,6 +376,9 @@ async fn route_and_forward(
     if beside_map && !trusted_peer && !fields.may_have(ClientFields::X_FORWARDED) {
         added.forwarded = Some(forwarded_beside_map(headers, peer, host.as_ref(), fields));
     } else {
+        // Room for the forwarding headers, `Via` and the request id: one growth, not several.
+        // (Beside the map, as on most requests, the map keeps the client's size.)
+        headers.reserve(6);
         set_forwarding_headers(headers, peer, client, host.as_ref(), trusted_peer, fields);
     }
     if beside_map && !fields.may_have(ClientFields::VIA) {

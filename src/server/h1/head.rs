@@ -140,7 +140,10 @@ fn build(
 ) -> Result<RequestHead, HeadError> {
     let uri = Uri::from_maybe_shared(head.slice(target.0..target.1))
         .map_err(|_| HeadError::Invalid("request target"))?;
-    let mut headers = HeaderMap::with_capacity(fields.len() + 6);
+    // Sized for the client's fields only: the fields Gantry adds on the way go beside the map to
+    // an HTTP/1.1 upstream (`upstream::fields`), and a map rounded up for them cost a 1 KiB
+    // allocation and its fill on every request.
+    let mut headers = HeaderMap::with_capacity(fields.len());
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut transfer_encoded = false;
