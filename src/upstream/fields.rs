@@ -120,6 +120,8 @@ impl OutgoingFields<'_> {
     /// Puts the fields into `headers`, for a request that is encoded from its map (HTTP/2).
     /// `Host` is not: an HTTP/2 request's authority is in its URI.
     pub fn add_to(&self, headers: &mut HeaderMap) {
+        // The client's map is sized for its own fields: room for all eight here is one growth.
+        headers.reserve(8);
         let added = self.added;
         if let Some(forwarded) = &added.forwarded {
             headers.append(X_FORWARDED_FOR, forwarded.peer_ip.clone());
