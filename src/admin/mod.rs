@@ -278,7 +278,7 @@ fn problem_body(status: StatusCode, slug: &str, detail: &str, instance: &str) ->
         "status": status.as_u16(),
         "detail": detail,
         "instance": instance,
-        "request_id": uuid::Uuid::now_v7().to_string(),
+        "request_id": crate::observe::request_id::RequestId::generate().to_string(),
     })
 }
 

@@ -4,4 +4,5 @@ pub mod access_log;
 pub mod metrics;
 pub mod otlp;
 pub mod random;
+pub mod request_id;
 pub mod tracing;

@@ -35,6 +35,7 @@ use crate::handler::body::ResponseBody;
 use crate::handler::forward::{OutgoingBody, UpstreamCall, forward};
 use crate::observe::access_log::{AccessLog, AccessRecord, redact_path_and_query};
 use crate::observe::metrics::RequestObservation;
+use crate::observe::request_id::RequestId;
 use crate::observe::tracing::TraceContext;
 use crate::policy::PolicyOutcome;
 use crate::router::{Lookup, RequestView, normalize_path};
@@ -70,7 +71,9 @@ pub async fn handle(
         request_id: (name, value),
     } = answer(state, peer, req, fields, false).await;
     // `insert`: an upstream's own field of that name is replaced.
-    response.headers_mut().insert(name, value);
+    response
+        .headers_mut()
+        .insert(name, value.into_header_value());
     Ok(response)
 }
 
@@ -79,7 +82,7 @@ pub struct Answer {
     /// The response, without the request id field.
     pub response: Response<ResponseBody>,
     /// The configured request id field and its value.
-    pub request_id: (HeaderName, HeaderValue),
+    pub request_id: (HeaderName, RequestId),
 }
 
 /// [`handle`], leaving the request id for the caller to add: Gantry's HTTP/1.1 server writes it
@@ -103,9 +106,9 @@ pub async fn answer(
             fields | ClientFields::REQUEST_ID
         };
     let request_id = if fields.may_have(ClientFields::REQUEST_ID) {
-        request_id(req.headers(), &settings.request_id_header)
+        RequestId::from_request(req.headers(), &settings.request_id_header)
     } else {
-        new_request_id()
+        RequestId::generate()
     };
     let client = client_ip(peer.addr.ip(), req.headers(), &settings.trusted_proxies);
     let grpc = fields.may_have(ClientFields::CONTENT_TYPE) && is_grpc(req.headers());
@@ -144,7 +147,7 @@ pub async fn answer(
         ));
     }
     if record.is_enabled() {
-        record.request_id = request_id.to_str().unwrap_or("").to_owned();
+        record.request_id = request_id.as_str().to_owned();
         record.path = redact_path_and_query(uri.path(), uri.query());
     }
 
@@ -165,7 +168,7 @@ pub async fn answer(
     .catch_unwind()
     .await
     .unwrap_or_else(|_| {
-        tracing::error!(request_id = %request_id.to_str().unwrap_or(""), "panic while handling a request");
+        tracing::error!(request_id = %request_id, "panic while handling a request");
         Err(GatewayError::Internal)
     });
 
@@ -190,13 +193,13 @@ pub async fn answer(
                     at_unix: std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0.0, |d| d.as_secs_f64()),
-                    request_id: request_id.to_str().unwrap_or("").to_owned(),
+                    request_id: request_id.as_str().to_owned(),
                     trace_id: trace_id.to_string(),
                     route: record.route.as_deref().map(str::to_owned),
                     status: err.status().as_u16(),
                     kind: err.slug(),
                 });
-            let id = request_id.to_str().unwrap_or("");
+            let id = request_id.as_str();
             let trace_id = trace_id.to_string();
             err.into_traced_response(uri.path(), id, Some(&trace_id), grpc)
                 .map(ResponseBody::full)
@@ -221,7 +224,7 @@ async fn route_and_forward(
     peer: &Peer,
     (mut req, fields): (Request<ClientBody>, ClientFields),
     trace: TraceContext,
-    (request_id, raw_fields): (&HeaderValue, bool),
+    (request_id, raw_fields): (&RequestId, bool),
     record: &mut AccessRecord,
     (cors_headers, rate_headers): (&mut Option<HeaderMap>, &mut Option<HeaderMap>),
 ) -> Result<Response<ResponseBody>, GatewayError> {
@@ -387,12 +390,18 @@ async fn route_and_forward(
         headers.append(header::VIA, settings.via_entry.clone());
     }
     if fields.may_have(ClientFields::REQUEST_ID) {
-        headers.insert(settings.request_id_header.clone(), request_id.clone());
+        headers.insert(
+            settings.request_id_header.clone(),
+            request_id.to_header_value(),
+        );
     } else if beside_map {
         added.request_id = Some((&settings.request_id_header, request_id));
     } else {
         // `append` skips the search for a value to replace when the client sent none.
-        headers.append(settings.request_id_header.clone(), request_id.clone());
+        headers.append(
+            settings.request_id_header.clone(),
+            request_id.to_header_value(),
+        );
     }
 
     if let (Some(aggregate), Some(params)) = (&route.aggregate, aggregate_params) {
@@ -559,44 +568,14 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// The client's id when well formed (≤128 of `[A-Za-z0-9._-]`), else a new UUIDv7.
-fn request_id(headers: &HeaderMap, name: &http::HeaderName) -> HeaderValue {
-    if let Some(value) = headers.get(name) {
-        let bytes = value.as_bytes();
-        let well_formed = !bytes.is_empty()
-            && bytes.len() <= 128
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-        if well_formed {
-            return value.clone();
-        }
-    }
-    new_request_id()
-}
-
-/// A new request id (UUIDv7), for answers the server gives before the edge runs, too.
-pub fn new_request_id() -> HeaderValue {
-    // UUIDv7 from the thread-local generator: `Uuid::now_v7` asks the OS for randomness on every
-    // call (one getrandom syscall per request, measured with strace).
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let random: [u8; 10] = crate::observe::random::bytes();
-    let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
-    let mut buffer = uuid::Uuid::encode_buffer();
-    let text = id.hyphenated().encode_lower(&mut buffer);
-    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
-}
-
 fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
-fn log_error(err: &GatewayError, request_id: &HeaderValue) {
-    let id = request_id.to_str().unwrap_or("");
+fn log_error(err: &GatewayError, request_id: &RequestId) {
+    let id = request_id.as_str();
     let status = err.status().as_u16();
     if status >= 500 {
         tracing::warn!(request_id = id, status, kind = err.slug(), error = %err, cause = ?std::error::Error::source(err), "request failed");
@@ -608,32 +587,6 @@ fn log_error(err: &GatewayError, request_id: &HeaderValue) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn new_request_ids_are_uuid_v7_of_now() {
-        let before = std::time::SystemTime::now();
-        let a = new_request_id();
-        let b = new_request_id();
-        assert_ne!(a, b);
-        for id in [a, b] {
-            let text = id.to_str().unwrap();
-            let parsed = uuid::Uuid::parse_str(text).unwrap();
-            assert_eq!(
-                parsed.hyphenated().to_string(),
-                text,
-                "lowercase, hyphenated"
-            );
-            assert_eq!(parsed.get_version_num(), 7);
-            assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
-            let (secs, nanos) = parsed.get_timestamp().unwrap().to_unix();
-            let stamped = std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos);
-            let early = before - std::time::Duration::from_millis(1);
-            assert!(
-                stamped >= early && stamped <= std::time::SystemTime::now(),
-                "{text}"
-            );
-        }
-    }
 
     /// The fast path must decide exactly as the full parse for every input it accepts.
     #[test]

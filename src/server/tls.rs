@@ -539,7 +539,7 @@ async fn answer_plain_http(mut stream: TcpStream, head: &[u8]) {
         .filter(|path| path.starts_with('/'))
         .unwrap_or("/")
         .to_owned();
-    let request_id = uuid::Uuid::now_v7().to_string();
+    let request_id = crate::observe::request_id::RequestId::generate().to_string();
     let response = GatewayError::PlainHttpOnTlsPort.into_response(&instance, &request_id, false);
     let body = response.body();
     let head = format!(

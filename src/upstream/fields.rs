@@ -12,6 +12,8 @@
 use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::observe::request_id::RequestId;
+
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -42,7 +44,7 @@ pub struct AddedFields<'a> {
     /// Gantry's `Via` entry.
     pub via: Option<&'a HeaderValue>,
     /// The request id, under the configured name.
-    pub request_id: Option<(&'a HeaderName, &'a HeaderValue)>,
+    pub request_id: Option<(&'a HeaderName, &'a RequestId)>,
     /// Not a field: the caller takes an HTTP/1.1 upstream's response fields unparsed when the
     /// head allows it (see [`crate::http1::raw`]); only the edge, for an HTTP/1.1 client and a
     /// route with nothing that reads or changes response fields, sets it.
@@ -135,7 +137,7 @@ impl OutgoingFields<'_> {
             headers.append(header::VIA, via.clone());
         }
         if let Some((name, value)) = added.request_id {
-            headers.append(name.clone(), value.clone());
+            headers.append(name.clone(), value.to_header_value());
         }
         if let Some(traceparent) = self.traceparent
             && let Ok(value) = HeaderValue::from_bytes(traceparent)
@@ -167,7 +169,7 @@ mod tests {
     fn sample<'a>(
         peer: &'a HeaderValue,
         via: &'a HeaderValue,
-        id: &'a HeaderValue,
+        id: &'a RequestId,
     ) -> AddedFields<'a> {
         AddedFields {
             forwarded: Some(Forwarded {
@@ -190,7 +192,8 @@ mod tests {
         let (peer, via, id) = (
             HeaderValue::from_static("192.0.2.7"),
             HeaderValue::from_static("1.1 gantry"),
-            HeaderValue::from_static("abc"),
+            // A generated id: written from its bytes, put into the map as a new value.
+            RequestId::generate(),
         );
         let added = sample(&peer, &via, &id);
         let traceparent = *b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";

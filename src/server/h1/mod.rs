@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::Fuse;
-use http::header::{HeaderName, HeaderValue};
+use http::header::HeaderName;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use tokio::io::AsyncWrite;
@@ -60,6 +60,7 @@ use super::prefixed::Prefixed;
 use crate::error::GatewayError;
 use crate::handler::body::ResponseBody;
 use crate::http1::decode::Framing;
+use crate::observe::request_id::RequestId;
 use crate::pipeline::edge::{self, EdgeState};
 use crate::pipeline::headers::Peer;
 
@@ -267,8 +268,8 @@ impl Connection {
 
     /// Answers a head that never became a request, then closes.
     async fn reject(&mut self, error: GatewayError) {
-        let request_id = edge::new_request_id();
-        let id = request_id.to_str().unwrap_or("");
+        let request_id = RequestId::generate();
+        let id = request_id.as_str();
         tracing::debug!(request_id = id, status = error.status().as_u16(), kind = error.slug(), error = %error, "request head refused");
         let response = error
             .into_traced_response("/", id, None, false)
@@ -333,7 +334,12 @@ impl Connection {
         };
         let (name, value) = &answer.request_id;
         match self
-            .respond(answer.response, answering, upgrade, Some((name, value)))
+            .respond(
+                answer.response,
+                answering,
+                upgrade,
+                Some((name, value.as_bytes())),
+            )
             .await
         {
             Ok(true) => {}
@@ -382,7 +388,7 @@ impl Connection {
         response: Response<ResponseBody>,
         mut answering: Answering,
         upgrade: Option<oneshot::Sender<BoxIo>>,
-        request_id: Option<(&HeaderName, &HeaderValue)>,
+        request_id: Option<(&HeaderName, &[u8])>,
     ) -> io::Result<bool> {
         let (mut parts, mut body) = response.into_parts();
         {

@@ -82,7 +82,7 @@ pub fn encode_head(
     answering: Answering,
     body_hint: &SizeHint,
     date: &mut DateCache,
-    (replacing, raw): (Option<(&HeaderName, &HeaderValue)>, Option<&RawFields>),
+    (replacing, raw): (Option<(&HeaderName, &[u8])>, Option<&RawFields>),
 ) -> (OutFraming, bool) {
     let status = parts.status;
     let headers = &parts.headers;
@@ -172,7 +172,7 @@ pub fn encode_head(
         raw.write_to(out);
     }
     if let Some((name, value)) = replacing {
-        field(out, name.as_str().as_bytes(), value.as_bytes());
+        field(out, name.as_str().as_bytes(), value);
     }
     if let Some(length) = length {
         out.extend_from_slice(b"content-length: ");
