@@ -62,20 +62,15 @@ pub struct Fallback {
     pub body: Bytes,
 }
 
-/// Forwards the request to the route's upstream; serves the route's fallback instead when the
-/// upstream is open-circuited, has no healthy target or ran out of time.
-pub async fn forward(
+/// The answer to a forwarded request: `result`, or the route's fallback in its place when the
+/// upstream is open-circuited, has no healthy target or ran out of time. (Kept apart from the
+/// call itself, so the edge awaits the call with no wrapping future around it.)
+pub fn answer_or_fallback(
     route: &Route,
-    call: UpstreamCall<'_>,
+    result: Result<Response<ResponseBody>, GatewayError>,
     settings: &ServerSettings,
     record: &mut AccessRecord,
 ) -> Result<Response<ResponseBody>, GatewayError> {
-    let Some(cluster) = route.upstream.as_deref() else {
-        // Compilation gives every forwarding route an upstream; an aggregate route never gets here.
-        return Err(GatewayError::Internal);
-    };
-    let result =
-        forward_with_retries(cluster, call, settings, route.metrics.upstream(), record).await;
     match (result, &route.fallback) {
         (Err(err), Some(fallback)) if serves_fallback(&err) => {
             tracing::debug!(route = %route.name, error = %err, "serving the route's fallback");
@@ -107,7 +102,7 @@ fn serves_fallback(err: &GatewayError) -> bool {
     )
 }
 
-/// One request to an upstream cluster, from the edge (`forward`) or from an aggregate's call.
+/// One request to an upstream cluster, from the edge or from an aggregate's call.
 pub struct UpstreamCall<'a> {
     /// Method, headers (edge-cleaned), version.
     pub parts: Parts,
@@ -138,18 +133,6 @@ pub enum OutgoingBody {
     Client(ClientBody),
     /// A body already in memory (an aggregate's call), sent again on every try.
     Buffered(Bytes),
-}
-
-/// Sends `call` to `cluster` with every resilience layer (deadline, shedding, breaker, retries,
-/// health) and hands back the response with its body still streaming.
-pub async fn forward_to_cluster(
-    cluster: &UpstreamCluster,
-    call: UpstreamCall<'_>,
-    settings: &ServerSettings,
-    upstream_metrics: &metrics::UpstreamMetrics,
-    record: &mut AccessRecord,
-) -> Result<Response<ResponseBody>, GatewayError> {
-    forward_with_retries(cluster, call, settings, upstream_metrics, record).await
 }
 
 /// The request body: streamed once, or buffered and sent on every try.
@@ -188,7 +171,10 @@ enum FailureKind {
     Client,
 }
 
-async fn forward_with_retries(
+/// Sends `call` to `cluster` with every resilience layer (deadline, shedding, breaker, retries,
+/// health) and hands back the response with its body still streaming: for the edge (then
+/// [`answer_or_fallback`]) and for an aggregate's calls.
+pub async fn forward_to_cluster(
     cluster: &UpstreamCluster,
     call: UpstreamCall<'_>,
     settings: &ServerSettings,

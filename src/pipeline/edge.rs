@@ -32,7 +32,7 @@ use super::headers::{
 use crate::error::GatewayError;
 use crate::handler::aggregate::AggregateRequest;
 use crate::handler::body::ResponseBody;
-use crate::handler::forward::{OutgoingBody, UpstreamCall, forward};
+use crate::handler::forward::{OutgoingBody, UpstreamCall, answer_or_fallback, forward_to_cluster};
 use crate::observe::access_log::{AccessLog, AccessRecord, redact_path_and_query};
 use crate::observe::metrics::RequestObservation;
 use crate::observe::request_id::RequestId;
@@ -421,8 +421,13 @@ async fn route_and_forward(
         )
         .await;
     }
-    let response = forward(
-        route,
+    let Some(cluster) = route.upstream.as_deref() else {
+        // Compilation gives every forwarding route an upstream (an aggregate returned above).
+        return Err(GatewayError::Internal);
+    };
+    // Pinned where it is built: awaiting it in place copies nothing.
+    let result = std::pin::pin!(forward_to_cluster(
+        cluster,
         UpstreamCall {
             parts,
             body: OutgoingBody::Client(body),
@@ -436,10 +441,11 @@ async fn route_and_forward(
             added,
         },
         settings,
+        route.metrics.upstream(),
         record,
-    )
-    .await?;
-    Ok(response)
+    ))
+    .await;
+    answer_or_fallback(route, result, settings, record)
 }
 
 /// 414 when the request target is too long; 431 when the headers are.
