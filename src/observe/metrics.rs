@@ -17,8 +17,9 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use super::histogram::DurationHistogram;
 
 /// The route label of requests that matched no route (404, 405, edge rejections).
 pub const UNMATCHED_ROUTE: &str = "(unmatched)";
@@ -28,11 +29,11 @@ const DURATION_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-fn duration_histogram() -> Histogram {
-    Histogram::new(DURATION_BUCKETS)
+fn duration_histogram() -> DurationHistogram {
+    DurationHistogram::new(&DURATION_BUCKETS)
 }
 
-type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+type HistogramFamily<L> = Family<L, DurationHistogram, fn() -> DurationHistogram>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -346,7 +347,7 @@ impl Metrics {
 /// to stays the exported one.
 #[derive(Debug, Default)]
 pub struct TryMetricCache {
-    ok: std::sync::OnceLock<Histogram>,
+    ok: std::sync::OnceLock<DurationHistogram>,
 }
 
 /// The upstream families, shared by every route's handles.
@@ -380,10 +381,8 @@ impl UpstreamMetrics {
                 .clone()
         };
         match outcome {
-            TryOutcome::Status(200..=299) => {
-                cache.ok.get_or_init(series).observe(took.as_secs_f64())
-            }
-            _ => series().observe(took.as_secs_f64()),
+            TryOutcome::Status(200..=299) => cache.ok.get_or_init(series).observe(took),
+            _ => series().observe(took),
         }
     }
 
@@ -434,7 +433,7 @@ pub struct RouteMetrics {
     name: Arc<str>,
     requests: Family<RequestLabels, Counter>,
     counters: [[OnceLock<Counter>; STATUS_CLASSES.len()]; METHODS.len()],
-    duration: Histogram,
+    duration: DurationHistogram,
     upstream: UpstreamMetrics,
 }
 
@@ -481,7 +480,7 @@ impl RouteMetrics {
             })
             .inc();
         }
-        self.duration.observe(took.as_secs_f64());
+        self.duration.observe(took);
     }
 }
 
