@@ -467,3 +467,46 @@ async fn escaped_slashes_can_be_rejected() {
     let response = exchange(&gw, "GET /a/b%20c HTTP/1.1", &["Host: a.example"]).await;
     assert_eq!(response.status, 200);
 }
+
+/// A malformed `Host` is refused whether or not any route reads hosts (without host rules the
+/// edge only checks it, and never turns it into text).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_host_is_refused_with_or_without_host_routes() {
+    let up = Upstream::start("backend").await;
+    for host_rule in ["", "hosts: [api.example], "] {
+        let yaml = format!(
+            "version: 1
+listeners: [{{ name: public, address: \"127.0.0.1:0\" }}]
+upstreams:
+  backend: {{ targets: [{{ url: \"{}\" }}] }}
+routes:
+  - {{ name: any, match: {{ {host_rule}path_prefix: / }}, upstream: backend }}
+",
+            up.url()
+        );
+        let gw = TestGateway::start_with(&yaml, &[]).await;
+        let before = up.request_count();
+        for host in ["evil@api.example", "api.example:8a", "[bad", ":80", "a/b"] {
+            let raw = raw_request(
+                gw.addr,
+                format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+            )
+            .await;
+            assert_eq!(
+                raw.statuses(),
+                vec![400],
+                "{host_rule}{host}: {}",
+                raw.text()
+            );
+        }
+        assert_eq!(up.request_count(), before, "{host_rule}");
+        // A good one still passes, in any case and with a port.
+        let raw = raw_request(
+            gw.addr,
+            b"GET / HTTP/1.1\r\nHost: API.example:8080\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(raw.statuses(), vec![200], "{host_rule}: {}", raw.text());
+        assert_eq!(up.request_count(), before + 1, "{host_rule}");
+    }
+}

@@ -109,7 +109,8 @@ fn write_lines(mut receiver: Receiver<String>, sink: Box<dyn Write + Send>) {
 pub struct AccessRecord {
     log: Option<Arc<AccessLog>>,
     started: Instant,
-    started_wall: SystemTime,
+    /// When the request arrived (wall clock).
+    pub started_wall: SystemTime,
     /// The request id.
     pub request_id: String,
     /// Derived client IP.

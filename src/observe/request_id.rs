@@ -26,7 +26,12 @@ impl RequestId {
     /// A new UUIDv7: this millisecond, then 74 random bits from the thread's generator
     /// (`Uuid::now_v7` would ask the OS for randomness on every call: a syscall per request).
     pub fn generate() -> Self {
-        let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| {
+        Self::generate_at(SystemTime::now())
+    }
+
+    /// [`Self::generate`], stamped with `now` (a time the caller already read).
+    pub fn generate_at(now: SystemTime) -> Self {
+        let millis = now.duration_since(UNIX_EPOCH).map_or(0, |d| {
             d.as_secs()
                 .saturating_mul(1000)
                 .saturating_add(u64::from(d.subsec_millis()))
@@ -44,11 +49,11 @@ impl RequestId {
         Self::Generated(text)
     }
 
-    /// The client's id under `name` when well formed, else a new one.
-    pub fn from_request(headers: &HeaderMap, name: &HeaderName) -> Self {
+    /// The client's id under `name` when well formed, else a new one stamped `now`.
+    pub fn from_request(headers: &HeaderMap, name: &HeaderName, now: SystemTime) -> Self {
         match headers.get(name) {
             Some(value) if is_well_formed(value.as_bytes()) => Self::Client(value.clone()),
-            _ => Self::generate(),
+            _ => Self::generate_at(now),
         }
     }
 
@@ -133,7 +138,7 @@ mod tests {
         let with = |value: &[u8]| {
             let mut headers = HeaderMap::new();
             headers.insert(name.clone(), HeaderValue::from_bytes(value).unwrap());
-            RequestId::from_request(&headers, &name)
+            RequestId::from_request(&headers, &name, SystemTime::now())
         };
         let kept = with(b"client-1.a_B");
         assert!(matches!(kept, RequestId::Client(_)));
@@ -153,7 +158,7 @@ mod tests {
             assert!(matches!(replaced, RequestId::Generated(_)), "{bad:?}");
             assert!(uuid::Uuid::parse_str(replaced.as_str()).is_ok());
         }
-        let absent = RequestId::from_request(&HeaderMap::new(), &name);
+        let absent = RequestId::from_request(&HeaderMap::new(), &name, SystemTime::now());
         assert!(matches!(absent, RequestId::Generated(_)));
     }
 }

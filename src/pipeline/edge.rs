@@ -105,11 +105,6 @@ pub async fn answer(
         } else {
             fields | ClientFields::REQUEST_ID
         };
-    let request_id = if fields.may_have(ClientFields::REQUEST_ID) {
-        RequestId::from_request(req.headers(), &settings.request_id_header)
-    } else {
-        RequestId::generate()
-    };
     let client = client_ip(peer.addr.ip(), req.headers(), &settings.trusted_proxies);
     let grpc = fields.may_have(ClientFields::CONTENT_TYPE) && is_grpc(req.headers());
     // gRPC answers are read for `grpc-status`; another request id name than the one the
@@ -125,6 +120,16 @@ pub async fn answer(
         req.method().clone(),
         req.version(),
     ));
+    // A new id takes the record's arrival time: one clock read, not two.
+    let request_id = if fields.may_have(ClientFields::REQUEST_ID) {
+        RequestId::from_request(
+            req.headers(),
+            &settings.request_id_header,
+            record.started_wall,
+        )
+    } else {
+        RequestId::generate_at(record.started_wall)
+    };
     let sample_ratio = runtime.server.trace_sample_ratio;
     let mut trace = if fields.may_have(ClientFields::TRACEPARENT) {
         TraceContext::from_headers(req.headers(), sample_ratio)
@@ -244,7 +249,7 @@ async fn route_and_forward(
     }
     let path = normalize_path(req.uri().path())?;
     super::framing::check_escaped_slashes(&path, settings.path_with_escaped_slashes)?;
-    let routing_host = routing_host(host.as_ref())?;
+    let routing_host = routing_host(host.as_ref(), runtime.router.matches_hosts())?;
     // A CORS preflight is routed by the method it asks about, so a GET-only route can answer it;
     // when that route has no CORS policy, the OPTIONS request is routed as itself.
     let preflight = crate::policy::preflight_method(req.method(), req.headers());
@@ -503,12 +508,18 @@ fn request_host(req: &Request<ClientBody>) -> Result<Option<HeaderValue>, Gatewa
 }
 
 /// Host for routing: lowercased, without port; empty when the client sent none (HTTP/1.0).
-fn routing_host(host: Option<&HeaderValue>) -> Result<Cow<'_, str>, GatewayError> {
+/// Every `Host` is checked (400 when malformed), but only a router with host rules reads it:
+/// without them (`as_text` false) the name is left empty and not turned into text.
+fn routing_host(host: Option<&HeaderValue>, as_text: bool) -> Result<Cow<'_, str>, GatewayError> {
     let Some(host) = host else {
         return Ok(Cow::Borrowed(""));
     };
     match plain_host_name(host.as_bytes()) {
-        Some(name) => Ok(Cow::Borrowed(name)),
+        Some(_) if !as_text => Ok(Cow::Borrowed("")),
+        Some(name) => std::str::from_utf8(name)
+            .map(Cow::Borrowed)
+            .map_err(|_| GatewayError::InvalidHost),
+        None if !as_text => parsed_host_name(host).map(|_| Cow::Borrowed("")),
         None => parsed_host_name(host),
     }
 }
@@ -521,10 +532,22 @@ fn parsed_host_name(host: &HeaderValue) -> Result<Cow<'_, str>, GatewayError> {
     if text.contains('@') || authority.host().is_empty() {
         return Err(GatewayError::InvalidHost);
     }
-    let name = match authority.port() {
-        Some(_) => text.rsplit_once(':').map_or(text, |(host, _)| host),
-        None => text,
+    // The port, when there is one, is digits only (`port = *DIGIT`, RFC 3986): the authority
+    // parse lets `host:8a` through as a name with a colon in it.
+    let host_end = match text.strip_prefix('[') {
+        Some(rest) => rest.find(']').map_or(text.len(), |i| i + 2),
+        None => text.find(':').unwrap_or(text.len()),
     };
+    let (name, port) = text
+        .split_at_checked(host_end)
+        .ok_or(GatewayError::InvalidHost)?;
+    if let Some(port) = port.strip_prefix(':') {
+        if !port.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(GatewayError::InvalidHost);
+        }
+    } else if !port.is_empty() {
+        return Err(GatewayError::InvalidHost);
+    }
     let name = name.strip_suffix('.').unwrap_or(name);
     if name.bytes().any(|b| b.is_ascii_uppercase()) {
         Ok(Cow::Owned(name.to_ascii_lowercase()))
@@ -536,7 +559,7 @@ fn parsed_host_name(host: &HeaderValue) -> Result<Cow<'_, str>, GatewayError> {
 /// The common case without parsing an `Authority`: a lowercase DNS name (`[a-z0-9.-]`, not
 /// empty) with an optional numeric port. Anything else (`None`) takes the full parse, which
 /// decides the same for these inputs; this only skips its cost on every request.
-fn plain_host_name(bytes: &[u8]) -> Option<&str> {
+fn plain_host_name(bytes: &[u8]) -> Option<&[u8]> {
     // One pass: the name's bytes up to the first `:`, then a port of 1–5 digits up to 65535.
     let mut name_end = bytes.len();
     for (i, b) in bytes.iter().enumerate() {
@@ -561,8 +584,7 @@ fn plain_host_name(bytes: &[u8]) -> Option<&str> {
             return None;
         }
     }
-    let name = std::str::from_utf8(name).ok()?;
-    Some(name.strip_suffix('.').unwrap_or(name))
+    Some(name.strip_suffix(b".").unwrap_or(name))
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -627,14 +649,34 @@ mod tests {
             let slow = parsed_host_name(&value).ok();
             if let Some(name) = plain_host_name(input.as_bytes()) {
                 fast += 1;
-                assert_eq!(slow.as_deref(), Some(name), "{input}");
+                assert_eq!(slow.as_deref().map(str::as_bytes), Some(name), "{input}");
             }
             assert_eq!(
-                routing_host(Some(&value)).ok().as_deref(),
+                routing_host(Some(&value), true).ok().as_deref(),
                 slow.as_deref(),
+                "{input}"
+            );
+            // Without host rules the name is not needed, but a bad one is refused all the same.
+            assert_eq!(
+                routing_host(Some(&value), false).ok().as_deref(),
+                slow.as_ref().map(|_| ""),
                 "{input}"
             );
         }
         assert!(fast >= 6, "the fast path took only {fast} inputs");
+        // The full parse: a port is digits only (any value, as RFC 3986 has it), and is cut.
+        for (input, expected) in [
+            ("host:8a", None),
+            ("host:80:80", None),
+            ("host:+80", None),
+            ("[::1]x", None),
+            ("host:", Some("host")),
+            ("host:99999", Some("host")),
+            ("[::1]:80", Some("[::1]")),
+            ("Example.COM.:443", Some("example.com")),
+        ] {
+            let value = HeaderValue::from_static(input);
+            assert_eq!(parsed_host_name(&value).ok().as_deref(), expected, "{input}");
+        }
     }
 }

@@ -333,6 +333,11 @@ impl Layers {
 }
 
 impl<T> Router<T> {
+    /// Whether any route names a host: without, lookups never read the request's host.
+    pub fn matches_hosts(&self) -> bool {
+        !self.exact_hosts.is_empty() || !self.wildcard_hosts.is_empty()
+    }
+
     /// Compiles a route table. Routes are identified by their index in `routes` (file order).
     ///
     /// # Errors

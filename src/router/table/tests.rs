@@ -874,3 +874,17 @@ fn many_hosts_are_finished_on_two_threads_with_every_error_kept() {
     let indexes: Vec<usize> = build_err(bad).iter().map(|e| e.route_index).collect();
     assert_eq!(indexes, vec![2_500, 2_501]);
 }
+
+/// The edge skips turning `Host` into text when no route reads it; any host rule must say so.
+#[test]
+fn matches_hosts_tells_whether_any_route_names_a_host() {
+    assert!(!build(vec![r(pre("/"), "a"), r(tpl("/x/{id}"), "b")]).matches_hosts());
+    assert!(
+        build(vec![
+            r(pre("/"), "a"),
+            r(tpl("/x"), "b").host("api.example.com")
+        ])
+        .matches_hosts()
+    );
+    assert!(build(vec![r(pre("/"), "a").host("*.example.com")]).matches_hosts());
+}
