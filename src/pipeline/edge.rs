@@ -676,7 +676,11 @@ mod tests {
             ("Example.COM.:443", Some("example.com")),
         ] {
             let value = HeaderValue::from_static(input);
-            assert_eq!(parsed_host_name(&value).ok().as_deref(), expected, "{input}");
+            assert_eq!(
+                parsed_host_name(&value).ok().as_deref(),
+                expected,
+                "{input}"
+            );
         }
     }
 }
