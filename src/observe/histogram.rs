@@ -48,10 +48,7 @@ impl DurationHistogram {
     /// Counts one duration into the first bucket whose bound is at least `took`.
     pub fn observe(&self, took: Duration) {
         let inner = &*self.inner;
-        let nanos = took
-            .as_secs()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(u64::from(took.subsec_nanos()));
+        let nanos = nanos(took);
         let index = inner
             .bounds_nanos
             .iter()
@@ -78,20 +75,23 @@ impl DurationHistogram {
                 (bound, n)
             })
             .collect();
+        // Seconds for the exposition: exact to the microsecond up to 285 years of summed time.
         #[allow(clippy::cast_precision_loss)]
-        // seconds for display; exact to the microsecond up to 285 years
         let sum = inner.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
         (sum, count, buckets)
     }
 }
 
+/// Whole nanoseconds, saturating (without `as_nanos`' 128-bit arithmetic).
+fn nanos(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos()))
+}
+
 /// Seconds to whole nanoseconds (bounds are configuration constants, well inside `u64`).
 fn nanos_of(seconds: f64) -> u64 {
-    Duration::try_from_secs_f64(seconds).map_or(u64::MAX, |d| {
-        d.as_secs()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(u64::from(d.subsec_nanos()))
-    })
+    Duration::try_from_secs_f64(seconds).map_or(u64::MAX, nanos)
 }
 
 impl TypedMetric for DurationHistogram {
@@ -149,24 +149,23 @@ mod tests {
             #[allow(clippy::cast_precision_loss)]
             theirs.observe(millis as f64 / 1000.0);
         }
-        let text = |metric: Box<dyn Fn(&mut Registry)>| {
-            let mut registry = Registry::default();
-            metric(&mut registry);
-            let mut out = String::new();
-            encode(&mut out, &registry).unwrap();
-            out
-        };
-        let ours = text(Box::new(move |r| {
-            r.register("took_seconds", "Took.", ours.clone())
-        }));
-        let theirs = text(Box::new(move |r| {
-            r.register("took_seconds", "Took.", theirs.clone());
-        }));
+        let mut registry = Registry::default();
+        registry.register("took_seconds", "Took.", ours);
+        let ours = exposition(&registry);
+        let mut registry = Registry::default();
+        registry.register("took_seconds", "Took.", theirs);
+        let theirs = exposition(&registry);
         assert_eq!(ours, theirs);
         assert!(
             ours.contains("took_seconds_bucket{le=\"+Inf\"} 5"),
             "{ours}"
         );
         assert!(ours.contains("took_seconds_sum 4.254"), "{ours}");
+    }
+
+    fn exposition(registry: &Registry) -> String {
+        let mut out = String::new();
+        encode(&mut out, registry).unwrap();
+        out
     }
 }
