@@ -244,6 +244,57 @@ async fn a_listener_added_by_reload_serves_and_existing_connections_survive() {
     assert!(refused, "the removed listener kept accepting");
 }
 
+/// The watcher's own read of the file is an open: counted as a change, it made every check
+/// trigger the next, and the file was read every `debounce` for as long as the gateway ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_does_not_read_an_unchanged_file_again_and_again() {
+    use notify::Watcher;
+    use notify::event::{AccessKind, EventKind};
+
+    let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, path) = start(&dir, &config(0, &a, &b, false)).await;
+    gw.gateway()
+        .watch_config_file(Duration::from_millis(20))
+        .unwrap();
+    // Our own inotify watch counts every open of the config file, by anyone.
+    let opens = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&opens);
+    let name = path.file_name().unwrap().to_owned();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && matches!(event.kind, EventKind::Access(AccessKind::Open(_)))
+            && event.paths.iter().any(|p| p.file_name() == Some(&name))
+        {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }
+    })
+    .unwrap();
+    watcher
+        .watch(dir.path(), notify::RecursiveMode::NonRecursive)
+        .unwrap();
+    // Twenty debounce periods of quiet.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        opens.load(Ordering::SeqCst),
+        0,
+        "the gateway kept opening its unchanged config file"
+    );
+    // A real change is still seen, read and applied.
+    write_config(&path, &config(7, &a, &b, false));
+    let mut reloaded = false;
+    for _ in 0..1000 {
+        let (status, _, _) = http1_client().get(&gw.url("/extra-7")).await;
+        if status == 200 {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(reloaded, "the watcher never applied the new file");
+    assert!(opens.load(Ordering::SeqCst) >= 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_change_is_reloaded_by_the_watcher() {
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);

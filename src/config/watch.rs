@@ -3,6 +3,10 @@
 //! The directory is watched rather than the file because editors and Kubernetes ConfigMaps replace
 //! files (write-then-rename, or an atomic swap of the `..data` symlink) instead of writing in place:
 //! a watch on the old inode would go quiet after the first change.
+//!
+//! Only changes count: an open, read or close of a file (an access event) changes nothing, and
+//! the watcher's own read of the config file is one. Counting those made every check trigger the
+//! next one, so the file was read every `debounce` forever.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,7 +39,7 @@ pub fn spawn(
     };
     let (events, mut changes) = tokio::sync::mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        if event.is_ok_and(|event| is_change(&event.kind)) {
             let _ = events.send(());
         }
     })
@@ -76,4 +80,52 @@ pub fn spawn(
             let _ = gateway.reload().await;
         }
     }))
+}
+
+/// Whether an event may have changed what the config path reads as. Access events (open, read,
+/// close without writing) never do; anything else (create, write, the close after a write,
+/// rename, remove, attributes, and kinds notify cannot tell) is checked.
+fn is_change(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    match kind {
+        notify::EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        notify::EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
+
+    use super::is_change;
+
+    #[test]
+    fn access_events_are_not_changes() {
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Any),
+        ] {
+            assert!(!is_change(&kind), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn writes_renames_and_removals_are_changes() {
+        for kind in [
+            // An editor's write in place, and the close after it.
+            EventKind::Modify(ModifyKind::Any),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            // Write-then-rename, and a ConfigMap's symlink swap.
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Any,
+        ] {
+            assert!(is_change(&kind), "{kind:?}");
+        }
+    }
 }
