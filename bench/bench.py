@@ -1,7 +1,7 @@
 """Runs the proxies in turn against one nginx backend, pinned: load generator on core 0, proxy and
 backend on core 1. Interleaves the peers over several rounds and reports medians and ratios.
 
-Called by bench/run (which installs the tools and builds Gantry in release). Env: BENCH_DURATION
+Called by bench/run (which installs the tools, builds Gantry in release and the floor relay). Env: BENCH_DURATION
 (seconds per measurement, default 8), BENCH_ROUNDS (default 3), BENCH_WARMUP (seconds, default 2),
 BENCH_RECORD=0 (print only: leave results/latest.json and RESULTS.md alone)."""
 
@@ -36,6 +36,9 @@ PEERS = {
     "nginx": (["nginx", "-p", HERE + "/", "-c", "nginx-proxy.conf"], 18101, 18111),
     "haproxy": (["haproxy", "-f", "haproxy.cfg"], 18102, 18112),
     "gantry": ([GANTRY, "run", "-c", "gantry.yaml"], 18103, 18103),
+    # the floor (floor/relay.c, built by bench/run): a byte pipe with a proxy's syscalls per
+    # request and no HTTP work, so its CPU per request is the kernel's share; HTTP/1.1 only
+    "floor": ([os.path.join(RUN, "relay"), "18104", str(BACKEND_PORT)], 18104, None),
     # scenario 5: the same Gantry with JWT (RS256) + a local rate limit + metrics on the route
     "gantry+": ([GANTRY, "run", "-c", "gantry-full.yaml"], 18105, None),
 }
@@ -340,12 +343,11 @@ def report(samples, idle_rss):
                 f"{scenario:12} {peer:8} {fmt(r['rps'], '.0f', 8)} {spread:>6} {fmt(r['p50_ms'], '.2f', 7)} "
                 f"{fmt(r['p99_ms'], '.2f', 7)} {fmt(r['cpu_us_per_req'], '.1f', 10)} "
                 f"{fmt(r['backend_cpu_us_per_req'], '.1f', 7)} {fmt(rss, '.1f', 7)} {r['errors']:>6}")
-        g = peers.get("gantry")
-        for other in ["nginx", "haproxy"]:
-            o = peers.get(other)
+        for subject, other in [("gantry", "nginx"), ("gantry", "haproxy"), ("floor", "nginx")]:
+            g, o = peers.get(subject), peers.get(other)
             if g and o and o["rps"]:
-                div = lambda a, b: (g[a] / o[b]) if g.get(a) and o.get(b) else None
-                ratios.setdefault(scenario, {})[f"gantry/{other}"] = {
+                div = lambda a, b, g=g, o=o: (g[a] / o[b]) if g.get(a) and o.get(b) else None
+                ratios.setdefault(scenario, {})[f"{subject}/{other}"] = {
                     "rps": div("rps", "rps"),
                     "cpu_per_req": div("cpu_us_per_req", "cpu_us_per_req"),
                     "p50": div("p50_ms", "p50_ms"),
@@ -353,11 +355,12 @@ def report(samples, idle_rss):
                     "rss": div("rss_kib", "rss_kib"),
                 }
         lines.append("")
-    lines.append("ratios Gantry / peer (of the medians above; req/s: higher is better, the rest: lower is better)")
-    lines.append(f"  {'scenario':12} {'vs':8} {'req/s':>6} {'CPU/req':>7} {'p50':>6} {'p99':>6} {'RSS':>6}")
+    lines.append("ratios to a peer (of the medians above; req/s: higher is better, the rest: lower is better);")
+    lines.append("floor/nginx is how far below nginx any HTTP/1.1 proxy could go here (see floor/relay.c)")
+    lines.append(f"  {'scenario':12} {'ratio':16} {'req/s':>6} {'CPU/req':>7} {'p50':>6} {'p99':>6} {'RSS':>6}")
     for scenario, by_peer in ratios.items():
         for name, r in by_peer.items():
-            lines.append(f"  {scenario:12} {name.split('/')[1]:8} {fmt(r['rps'], '.2f', 6)} "
+            lines.append(f"  {scenario:12} {name:16} {fmt(r['rps'], '.2f', 6)} "
                          f"{fmt(r['cpu_per_req'], '.2f', 7)} {fmt(r['p50'], '.2f', 6)} "
                          f"{fmt(r['p99'], '.2f', 6)} {fmt(r['rss'], '.2f', 6)}")
     lines.append("")
