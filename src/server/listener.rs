@@ -300,12 +300,19 @@ async fn serve_h2<I: Io>(
 ) {
     let service = service_fn(move |req: http::Request<Incoming>| {
         let fields_seen = ClientFields::scan(req.headers());
-        edge::handle(
-            Arc::clone(&state),
-            Arc::clone(&peer),
-            req.map(ClientBody::H2),
-            fields_seen,
-        )
+        // Boxed: hyper spawns every stream as a task wrapping this future (about 8.5 KiB), and
+        // moved it some nine times on the way into the task and out of it; a box moves as a
+        // pointer. Written into a box allocated first, so it is built there, not copied in.
+        // (h2c GET, pinned A/B: user CPU per request 25.2 → 20.2 µs; README, Performance.)
+        Box::into_pin(Box::write(
+            Box::new_uninit(),
+            edge::handle(
+                Arc::clone(&state),
+                Arc::clone(&peer),
+                req.map(ClientBody::H2),
+                fields_seen,
+            ),
+        ))
     });
     let mut connection = pin!(builder.serve_connection(TokioIo::new(io), service));
     let ended = tokio::select! {
