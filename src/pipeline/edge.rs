@@ -70,10 +70,13 @@ pub async fn handle(
         mut response,
         request_id: (name, value),
     } = answer(state, peer, req, fields, false).await;
+    // A new value on every response: marked sensitive, HPACK sends it as a literal that is never
+    // indexed, instead of inserting it into the connection's table (evicting entries that would
+    // have been reused) for nothing. (Only HTTP/2 encoders read the flag.)
+    let mut value = value.into_header_value();
+    value.set_sensitive(true);
     // `insert`: an upstream's own field of that name is replaced.
-    response
-        .headers_mut()
-        .insert(name, value.into_header_value());
+    response.headers_mut().insert(name, value);
     Ok(response)
 }
 
