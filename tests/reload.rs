@@ -244,6 +244,18 @@ async fn a_listener_added_by_reload_serves_and_existing_connections_survive() {
     assert!(refused, "the removed listener kept accepting");
 }
 
+/// Whether `path` answers 200 within 10 s (polled every 10 ms): a reload the watcher applies.
+async fn served_within_10s(gw: &TestGateway, path: &str) -> bool {
+    for _ in 0..1000 {
+        let (status, _, _) = http1_client().get(&gw.url(path)).await;
+        if status == 200 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
 /// The watcher's own read of the file is an open: counted as a change, it made every check
 /// trigger the next, and the file was read every `debounce` for as long as the gateway ran.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,16 +294,10 @@ async fn the_watcher_does_not_read_an_unchanged_file_again_and_again() {
     );
     // A real change is still seen, read and applied.
     write_config(&path, &config(7, &a, &b, false));
-    let mut reloaded = false;
-    for _ in 0..1000 {
-        let (status, _, _) = http1_client().get(&gw.url("/extra-7")).await;
-        if status == 200 {
-            reloaded = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(reloaded, "the watcher never applied the new file");
+    assert!(
+        served_within_10s(&gw, "/extra-7").await,
+        "the watcher never applied the new file"
+    );
     assert!(opens.load(Ordering::SeqCst) >= 1);
 }
 
@@ -304,16 +310,10 @@ async fn a_file_change_is_reloaded_by_the_watcher() {
         .watch_config_file(Duration::from_millis(50))
         .unwrap();
     write_config(&path, &config(7, &a, &b, false));
-    let mut reloaded = false;
-    for _ in 0..1000 {
-        let (status, _, _) = http1_client().get(&gw.url("/extra-7")).await;
-        if status == 200 {
-            reloaded = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(reloaded, "the watcher never applied the new file");
+    assert!(
+        served_within_10s(&gw, "/extra-7").await,
+        "the watcher never applied the new file"
+    );
     // An invalid file is rejected and the running config keeps serving.
     write_config(&path, &invalid_config(&a, &b));
     for _ in 0..1000 {
