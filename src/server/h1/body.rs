@@ -100,6 +100,7 @@ impl Wire {
             }
             return Poll::Ready(Ok(read));
         }
+        crate::http1::rewind_if_empty(&mut self.read_buf);
         let size = self.read_size;
         if self.read_buf.capacity() - self.read_buf.len() < size / 2 {
             self.read_buf.reserve(size);

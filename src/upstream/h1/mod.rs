@@ -267,6 +267,7 @@ impl H1Connection {
     }
 
     fn poll_read_into_buf(&mut self, cx: &mut Context<'_>, size: usize) -> Poll<io::Result<usize>> {
+        crate::http1::rewind_if_empty(&mut self.read_buf);
         if self.read_buf.capacity() - self.read_buf.len() < size / 2 {
             self.read_buf.reserve(size);
         }
