@@ -157,13 +157,23 @@ impl Peer {
     }
 
     fn describe(addr: SocketAddr, tls: bool, client_cert_subject: Option<HeaderValue>) -> Self {
-        let ip = addr.ip().to_string();
+        let ip = ip_text(addr.ip());
         let ip_header =
             HeaderValue::from_str(&ip).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         let proto = if tls { "https" } else { "http" };
-        let forwarded_lines = Bytes::from(format!(
-            "x-forwarded-for: {ip}\r\nx-real-ip: {ip}\r\nx-forwarded-proto: {proto}\r\n"
-        ));
+        let mut lines = Vec::with_capacity(64 + 2 * ip.len());
+        for piece in [
+            "x-forwarded-for: ",
+            &ip,
+            "\r\nx-real-ip: ",
+            &ip,
+            "\r\nx-forwarded-proto: ",
+            proto,
+            "\r\n",
+        ] {
+            lines.extend_from_slice(piece.as_bytes());
+        }
+        let forwarded_lines = Bytes::from(lines);
         Self {
             addr,
             ip_header,
@@ -189,6 +199,30 @@ impl Peer {
     fn proto_text(&self) -> &'static str {
         if self.tls { "https" } else { "http" }
     }
+}
+
+/// `ip` as text, the way `Display` writes it. Runs once per accepted connection, where
+/// `Display` and `format!` cost about 2k instructions for an IPv4 address (a tenth of a proxied
+/// request's); an IPv4 address is written by hand, an IPv6 one (rarer) through `Display`.
+fn ip_text(ip: IpAddr) -> String {
+    let v4 = match ip {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(v6) => return v6.to_string(),
+    };
+    let mut text = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            text.push(char::from(b'0' + octet / 10 % 10));
+        }
+        text.push(char::from(b'0' + octet % 10));
+    }
+    text
 }
 
 /// Whether `ip` is one of the trusted proxies.
@@ -344,6 +378,43 @@ pub fn via_has_loop(headers: &HeaderMap, via_name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_text_is_what_display_writes() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.0.100.9",
+            "192.168.1.255",
+            "255.255.255.255",
+            "1.20.199.200",
+            "::1",
+            "2001:db8::7",
+            "::ffff:192.0.2.1",
+        ] {
+            let ip: IpAddr = ip.parse().expect("a test address");
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+        for octet in 0..=255u8 {
+            let ip = IpAddr::from([octet, 255 - octet, octet / 3, 7]);
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
+
+    #[test]
+    fn a_peer_renders_its_forwarding_lines_once() {
+        let peer = Peer::new("198.51.100.23:4711".parse().expect("a test address"));
+        assert_eq!(peer.ip_header, "198.51.100.23");
+        assert_eq!(
+            &peer.forwarded_lines[..],
+            b"x-forwarded-for: 198.51.100.23\r\nx-real-ip: 198.51.100.23\r\nx-forwarded-proto: http\r\n"
+        );
+        let tls = Peer::tls("[2001:db8::1]:443".parse().expect("a test address"), None);
+        assert_eq!(
+            &tls.forwarded_lines[..],
+            b"x-forwarded-for: 2001:db8::1\r\nx-real-ip: 2001:db8::1\r\nx-forwarded-proto: https\r\n"
+        );
+    }
 
     fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();

@@ -138,18 +138,25 @@ pub async fn serve(
         let io = IdleIo::new(stream, snapshot.server.limits.idle_timeout)
             .reclaimable(reclaimer.register());
         let peer_info = Arc::new(Peer::new(peer).counted_in(in_flight.clone()));
-        let connection = serve_cleartext(
-            Box::new(io),
-            protocols.clone(),
-            Arc::clone(&state),
-            peer_info,
-            drain.watcher(),
-            Flood {
-                limit: flood_limit(&snapshot),
-                floods: floods.clone(),
-                peer,
-            },
-        );
+        // Built in a box of its own (~12 KiB): spawned by value, tokio moved it three times on
+        // its way into the task, and the task held it twice (once to move it in, once to poll
+        // it): 59 KiB copied per connection (callgrind, a connection per request: 92k → 33k
+        // instructions per request). A box moves as a pointer.
+        let connection = Box::into_pin(Box::write(
+            Box::new_uninit(),
+            serve_cleartext(
+                Box::new(io),
+                protocols.clone(),
+                Arc::clone(&state),
+                peer_info,
+                drain.watcher(),
+                Flood {
+                    limit: flood_limit(&snapshot),
+                    floods: floods.clone(),
+                    peer,
+                },
+            ),
+        ));
         tokio::spawn(async move {
             connection.await;
             drop(permit);
@@ -192,7 +199,8 @@ impl Flood {
 /// or h2 as ALPN decided. The connection's slot is held through the handshake, which is bounded
 /// by `handshake_timeout`.
 fn spawn_tls_connection(conn: TlsConnection) {
-    tokio::spawn(async move {
+    // Built in a box of its own (~12 KiB), for the reason `serve` gives for cleartext ones.
+    tokio::spawn(Box::into_pin(Box::write(Box::new_uninit(), async move {
         let TlsConnection {
             tls,
             stream,
@@ -224,7 +232,7 @@ fn spawn_tls_connection(conn: TlsConnection) {
             let _ = h1::serve(Box::new(io), state, peer_info, watcher, options).await;
         }
         drop(permit);
-    });
+    })));
 }
 
 /// The protocols a listener speaks and their settings, rebuilt when a reload changes the limits.
